@@ -1,0 +1,29 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from timbre.engines import create
+
+    e = create("classic")
+    e.load()
+    return e
+
+
+@pytest.fixture
+def espeak_voice(tmp_path):
+    """A reference voice made by a different synthesiser (espeak-ng), 24 kHz mono."""
+
+    def make(variant: str = "en-us+f3", text: str = "The small pup gnawed a hole in the sock. Two blue fish swam in the tank.") -> str:
+        raw, out = tmp_path / "raw.wav", tmp_path / "ref.wav"
+        subprocess.run(["espeak-ng", "-v", variant, "-w", str(raw), text], check=True)
+        subprocess.run(["sox", str(raw), "-r", "24000", "-c", "1", str(out)], check=True)
+        return str(out)
+
+    return make

@@ -1,0 +1,88 @@
+import os
+
+import numpy as np
+import pytest
+
+from timbre.engines import EngineInputError, SpeechRequest, VoiceSample, create
+from timbre.engines.classic import analysis
+
+
+def test_output_median_pitch_follows_the_reference(engine, espeak_voice, tmp_path):
+    ref = espeak_voice("en-us+f3")
+    samples = [VoiceSample(ref)]
+    out = np.concatenate(list(engine.stream(str(tmp_path), samples, SpeechRequest("Rice is often served in round bowls. The juice of lemons makes fine punch."))))
+    import soundfile as sf
+
+    ref_audio, sr = sf.read(ref)
+    ref_f0 = analysis.pitch_stats(analysis.yin_pitch(ref_audio, sr)).median_hz
+    out_f0 = analysis.pitch_stats(analysis.yin_pitch(out, engine.sample_rate)).median_hz
+    assert out.dtype == np.float32
+    assert out_f0 == pytest.approx(ref_f0, rel=0.05)
+    # Plain flite rms speaks near 100 Hz: the match moved it a long way.
+    assert out_f0 > 180
+
+
+def test_stream_yields_a_sentence_before_synthesising_the_next(engine, espeak_voice, tmp_path):
+    samples = [VoiceSample(espeak_voice())]
+    calls = []
+    original = engine._flite.synthesize
+
+    def counting(text, **kw):
+        calls.append(text)
+        return original(text, **kw)
+
+    engine.prepare_voice(str(tmp_path), samples)
+    engine._flite.synthesize = counting
+    try:
+        gen = engine.stream(str(tmp_path), samples, SpeechRequest("First sentence here. Second one. Third one."))
+        first = next(gen)
+        assert calls == ["First sentence here."]
+        rest = list(gen)
+    finally:
+        engine._flite.synthesize = original
+    assert len(rest) == 2 and len(calls) == 3
+    assert len(first) > 0.5 * engine.sample_rate
+
+
+def test_longer_text_gives_longer_audio(engine, espeak_voice, tmp_path):
+    samples = [VoiceSample(espeak_voice())]
+    short = sum(len(c) for c in engine.stream(str(tmp_path), samples, SpeechRequest("Hello.")))
+    long = sum(len(c) for c in engine.stream(str(tmp_path), samples, SpeechRequest("Hello. This is a much longer text with many more words to say.")))
+    assert long > 2 * short
+
+
+def test_prepared_voice_is_cached_in_the_voice_folder(engine, espeak_voice, tmp_path):
+    samples = [VoiceSample(espeak_voice())]
+    first = engine.prepare_voice(str(tmp_path), samples)
+    second = engine.prepare_voice(str(tmp_path), samples)
+    assert first["cached"] is False and second["cached"] is True
+    files = os.listdir(tmp_path / "cache")
+    assert files == [f"classic-{first['cache_key']}.json"]
+
+
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        (SpeechRequest("Bonjour.", language="fr"), "English only"),
+        (SpeechRequest("   "), "nothing to say"),
+        (SpeechRequest("Hi.", speed=9.0), "speed must be"),
+    ],
+)
+def test_bad_requests_raise_engine_input_errors(engine, espeak_voice, tmp_path, request_, message):
+    samples = [VoiceSample(espeak_voice())]
+    with pytest.raises(EngineInputError, match=message):
+        next(engine.stream(str(tmp_path), samples, request_))
+
+
+def test_a_sample_without_speech_is_refused(engine, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(48000, dtype=np.float32), 24000)
+    with pytest.raises(EngineInputError, match="cannot be analysed"):
+        engine.prepare_voice(str(tmp_path), [VoiceSample(str(path))])
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(EngineInputError, match="unknown engine"):
+        create("nope")

@@ -1,0 +1,1 @@
+"""Timbre's Python side: the speech engines hosted in-process by PyRuntime."""

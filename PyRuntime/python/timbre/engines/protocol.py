@@ -1,0 +1,49 @@
+"""The protocol every Timbre engine implements, and the types that cross it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+
+
+class EngineInputError(ValueError):
+    """The caller asked for something the engine cannot do; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class VoiceSample:
+    """One enrolled recording: a mono 24 kHz WAV and its transcript, if known."""
+
+    path: str
+    transcript: str | None = None
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    text: str
+    language: str | None = None
+    speed: float = 1.0
+    instructions: str | None = None
+    options: dict[str, object] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A speech engine: loaded once, prepares voices (cached on disk), streams float32 chunks."""
+
+    name: str
+    sample_rate: int
+
+    def load(self) -> None: ...
+
+    def languages(self) -> list[str]: ...
+
+    def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
+        """Build (or load from the voice's cache) what synthesis needs; return a summary."""
+        ...
+
+    def stream(
+        self, voice_dir: str, samples: Sequence[VoiceSample], request: SpeechRequest
+    ) -> Iterator[np.ndarray]:
+        """Yield float32 mono chunks at sample_rate; the first before the whole text is done."""
+        ...
