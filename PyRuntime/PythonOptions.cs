@@ -1,0 +1,17 @@
+namespace Timbre.PyRuntime;
+
+/// <summary>Which interpreter to embed and where Timbre's Python code lives.</summary>
+public sealed class PythonOptions
+{
+    /// <summary>
+    /// The interpreter whose environment is embedded: Debian's /usr/bin/python3, or a venv's
+    /// bin/python so that its site-packages, .pth files and pyvenv.cfg apply.
+    /// </summary>
+    public string Executable { get; set; } = "/usr/bin/python3";
+
+    /// <summary>libpython to load; when empty it is asked of the interpreter (sysconfig).</summary>
+    public string? Library { get; set; }
+
+    /// <summary>Folders put first on sys.path; Timbre's own python/ folder is always added.</summary>
+    public IList<string> ModulePaths { get; } = [];
+}

@@ -1,0 +1,154 @@
+namespace Timbre.PyRuntime.Tests;
+
+[Collection(PythonCollection.Name)]
+public sealed class PythonRuntimeTests(PythonFixture fixture)
+{
+    private const string Probe = "runtime_probe";
+    private static readonly TimeSpan Generous = TimeSpan.FromMinutes(2);
+    private readonly PythonRuntime python = fixture.Runtime;
+
+    private Task<T> Call<T>(PyConvert<T> convert, string function, params object?[] args) =>
+        python.InvokeAsync(py =>
+        {
+            using var result = py.Call(Probe, function, args);
+            return convert(py, result);
+        }, CancellationToken.None);
+
+    private IAsyncEnumerable<float[]> Stream(string function, CancellationToken ct, params object?[] args) =>
+        python.StreamAsync(py => py.Call(Probe, function, args), (_, item) => item.AsFloatArray(), capacity: 4, ct);
+
+    [Fact]
+    public async Task Numpy_imports_from_the_embedded_interpreter()
+    {
+        var version = await Call((_, o) => o.AsString(), "numpy_version");
+        Assert.Matches(@"^\d+\.\d+", version);
+        Assert.Equal("/usr", python.Prefix);
+    }
+
+    [Fact]
+    public async Task A_python_exception_carries_its_type_file_and_line()
+    {
+        var ex = await Assert.ThrowsAsync<PythonException>(() => Call((_, o) => o.IsNone, "fail_here"));
+        var source = await File.ReadAllLinesAsync(Path.Combine(AppContext.BaseDirectory, "python", "runtime_probe.py"));
+        var line = Array.FindIndex(source, l => l.Contains("# FAIL_LINE", StringComparison.Ordinal)) + 1;
+        Assert.Equal("ValueError", ex.PythonType);
+        Assert.Equal("deliberate failure for the traceback test", ex.PythonMessage);
+        Assert.Contains($"runtime_probe.py\", line {line}, in fail_here", ex.PythonTraceback, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Cancelling_a_stream_runs_the_generators_finally()
+    {
+        var token = Guid.NewGuid().ToString();
+        using var cts = new CancellationTokenSource();
+        var received = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var chunk in Stream("endless", cts.Token, token))
+            {
+                Assert.Equal(received, chunk[0]);
+                if (++received == 3)
+                {
+                    await cts.CancelAsync();
+                }
+            }
+        });
+        Assert.Equal(3, received);
+        Assert.True(await Call((_, o) => o.IsTrue(), "was_closed", token));
+    }
+
+    [Fact]
+    public async Task Leaving_a_stream_early_closes_the_generator()
+    {
+        var token = Guid.NewGuid().ToString();
+        await foreach (var chunk in Stream("endless", CancellationToken.None, token))
+        {
+            if (chunk[0] >= 1)
+            {
+                break;
+            }
+        }
+
+        Assert.True(await Call((_, o) => o.IsTrue(), "was_closed", token));
+    }
+
+    [Fact]
+    public async Task Fifty_concurrent_streams_complete_with_their_own_data()
+    {
+        async Task<List<float>> Consume(int start)
+        {
+            var firsts = new List<float>();
+            await foreach (var chunk in Stream("ramp", CancellationToken.None, start * 1000, 40, 256))
+            {
+                Assert.Equal(256, chunk.Length);
+                Assert.All(chunk, v => Assert.Equal(chunk[0], v));
+                firsts.Add(chunk[0]);
+                // Slow, uneven consumers make the bounded channels fill and the producers wait.
+                if (start % 3 == 0)
+                {
+                    await Task.Yield();
+                }
+            }
+
+            return firsts;
+        }
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 50).Select(Consume)).WaitAsync(Generous);
+        for (var s = 0; s < 50; s++)
+        {
+            Assert.Equal(Enumerable.Range(0, 40).Select(i => (float)(s * 1000 + i)), results[s]);
+        }
+    }
+
+    [Fact]
+    public async Task Ten_million_samples_round_trip_exactly()
+    {
+        var random = new Random(20261124);
+        var data = new float[10_000_000];
+        for (var i = 0; i < data.Length; i++)
+        {
+            data[i] = (float)((random.NextDouble() * 2) - 1) * MathF.Pow(10, random.Next(-30, 30));
+        }
+
+        var back = await Call((_, o) => o.AsFloatArray(), "echo_float32", data);
+        Assert.Equal(data.Length, back.Length);
+        Assert.True(data.AsSpan().SequenceEqual(back), "the samples came back changed");
+    }
+
+    [Fact]
+    public async Task An_exception_mid_stream_surfaces_and_the_runtime_keeps_serving()
+    {
+        var received = new List<float>();
+        var ex = await Assert.ThrowsAsync<PythonException>(async () =>
+        {
+            await foreach (var chunk in Stream("breaks_after", CancellationToken.None, 2))
+            {
+                received.Add(chunk[0]);
+            }
+        });
+        Assert.Equal([0f, 1f], received);
+        Assert.Equal("RuntimeError", ex.PythonType);
+        Assert.Contains("stream broke after 2 chunks", ex.PythonTraceback, StringComparison.Ordinal);
+
+        var version = await Call((_, o) => o.AsString(), "numpy_version");
+        Assert.False(string.IsNullOrEmpty(version));
+    }
+
+    [Fact]
+    public async Task Python_threads_run_while_the_runtime_is_idle()
+    {
+        await Call((_, o) => o.IsNone, "start_ticker");
+        var before = await Call((_, o) => o.AsInt64(), "ticks");
+        await Task.Delay(300);
+        var after = await Call((_, o) => o.AsInt64(), "ticks");
+        // Had the Python thread kept the GIL while waiting for work, the ticker could not have run.
+        Assert.True(after - before >= 10, $"ticker advanced only {after - before} times");
+    }
+
+    [Fact]
+    public async Task Passing_an_unsupported_type_says_which_types_work()
+    {
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => Call((_, o) => o.IsNone, "ticks", new object()));
+        Assert.Contains("JSON for structures", ex.Message, StringComparison.Ordinal);
+    }
+}

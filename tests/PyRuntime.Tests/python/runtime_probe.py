@@ -1,0 +1,62 @@
+"""Python half of PythonRuntimeTests: small functions whose behaviour the C# tests observe."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+import numpy as np
+
+closed: list[str] = []
+_ticks = 0
+
+
+def numpy_version() -> str:
+    return np.__version__
+
+
+def fail_here() -> None:
+    raise ValueError("deliberate failure for the traceback test")  # FAIL_LINE
+
+
+def echo_float32(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.float32).copy()
+
+
+def ramp(start: int, count: int, size: int) -> Iterator[np.ndarray]:
+    for i in range(count):
+        yield np.full(size, start + i, dtype=np.float32)
+
+
+def endless(token: str) -> Iterator[np.ndarray]:
+    try:
+        i = 0
+        while True:
+            yield np.full(4, i, dtype=np.float32)
+            i += 1
+    finally:
+        closed.append(token)
+
+
+def was_closed(token: str) -> bool:
+    return token in closed
+
+
+def breaks_after(n: int) -> Iterator[np.ndarray]:
+    for i in range(n):
+        yield np.full(2, i, dtype=np.float32)
+    raise RuntimeError(f"stream broke after {n} chunks")
+
+
+def start_ticker() -> None:
+    def tick() -> None:
+        global _ticks
+        while True:
+            _ticks += 1
+            time.sleep(0.005)
+
+    threading.Thread(target=tick, daemon=True).start()
+
+
+def ticks() -> int:
+    return _ticks
