@@ -49,6 +49,29 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         return runtime;
     }
 
+    private static readonly Lock SharedGate = new();
+    private static (string Executable, Task<PythonRuntime> Runtime)? shared;
+
+    /// <summary>The process's one interpreter, started on first use; every later caller gets the same.</summary>
+    /// <remarks>CPython cannot be started twice in a process, so hosts that come and go (tests) share it.</remarks>
+    public static Task<PythonRuntime> GetOrStartAsync(PythonOptions options, ILogger<PythonRuntime>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        lock (SharedGate)
+        {
+            if (shared is { } s && !s.Runtime.IsFaulted)
+            {
+                return s.Executable == options.Executable
+                    ? s.Runtime
+                    : throw new PythonStartupException($"This process already embeds {s.Executable}; it cannot switch to {options.Executable}.");
+            }
+
+            var task = StartAsync(options, logger);
+            shared = (options.Executable, task);
+            return task;
+        }
+    }
+
     /// <summary>Runs work on the Python thread with the GIL held.</summary>
     public Task<T> InvokeAsync<T>(PyWork<T> body, CancellationToken cancellationToken)
     {

@@ -1,0 +1,177 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Hosting;
+using Timbre.PyRuntime;
+
+namespace Timbre.ControlPlane.Engines;
+
+/// <summary>The engines, as .NET sees them: load, prepare voices, stream speech. Knows no HTTP.</summary>
+public sealed partial class EngineHost(
+    IOptions<TimbreOptions> options,
+    ILogger<EngineHost> logger,
+    ILogger<PythonRuntime> pythonLogger)
+{
+    private const string HostModule = "timbre.host";
+
+    /// <summary>
+    /// Chunks an engine may run ahead of a slow client. Each is one sentence (a second or two of
+    /// audio), so four keep the next sentences ready without holding a whole long text in memory.
+    /// </summary>
+    private const int StreamReadAhead = 4;
+
+    private readonly ConcurrentDictionary<string, Task<EngineInfo>> loaded = new();
+    private readonly TimbreOptions settings = options.Value;
+    private PythonRuntime? runtime;
+    private int activeStreams;
+    private volatile bool ready;
+
+    /// <summary>True once the default engine is loaded.</summary>
+    public bool IsReady => ready;
+
+    /// <summary>Speech streams whose engine generator is still open.</summary>
+    public int ActiveStreams => Volatile.Read(ref activeStreams);
+
+    public string DefaultEngine => settings.Engine.Default;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        runtime = await PythonRuntime.GetOrStartAsync(settings.Python, pythonLogger).WaitAsync(cancellationToken);
+        LogPython(logger, runtime.Version, runtime.Prefix);
+        var info = await LoadAsync(DefaultEngine, cancellationToken);
+        LogEngineLoaded(logger, info.Name, info.SampleRate);
+        ready = true;
+    }
+
+    /// <summary>Loads an engine once; concurrent callers share the same load.</summary>
+    public Task<EngineInfo> LoadAsync(string engine, CancellationToken cancellationToken)
+    {
+        var python = Runtime;
+        var task = loaded.GetOrAdd(engine, name => python.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "load", name, "{}");
+            return JsonSerializer.Deserialize<EngineInfo>(result.AsString(), JsonOptions)!;
+        }, CancellationToken.None));
+        if (task.IsFaulted)
+        {
+            loaded.TryRemove(new KeyValuePair<string, Task<EngineInfo>>(engine, task));
+        }
+
+        return Translate(task).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Builds or reuses the engine's cached preparation of a voice; returns its summary.</summary>
+    public async Task<Dictionary<string, JsonElement>> PrepareVoiceAsync(
+        string engine, string voiceDirectory, IReadOnlyList<EngineSample> samples, CancellationToken cancellationToken)
+    {
+        await LoadAsync(engine, cancellationToken);
+        var samplesJson = JsonSerializer.Serialize(samples, JsonOptions);
+        var json = await Translate(Runtime.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "prepare_voice", engine, voiceDirectory, samplesJson);
+            return result.AsString();
+        }, cancellationToken));
+        return JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json)!;
+    }
+
+    /// <summary>Float32 mono chunks at the engine's rate; the first arrives after one sentence.</summary>
+    public async IAsyncEnumerable<float[]> StreamAsync(
+        string engine,
+        string voiceDirectory,
+        IReadOnlyList<EngineSample> samples,
+        EngineSpeechRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await LoadAsync(engine, cancellationToken);
+        var samplesJson = JsonSerializer.Serialize(samples, JsonOptions);
+        var requestJson = JsonSerializer.Serialize(request, JsonOptions);
+        var chunks = Runtime.StreamAsync(
+            py => py.Call(HostModule, "stream", engine, voiceDirectory, samplesJson, requestJson),
+            (_, item) => item.AsFloatArray(),
+            StreamReadAhead,
+            cancellationToken);
+        Interlocked.Increment(ref activeStreams);
+        try
+        {
+            await using var e = chunks.GetAsyncEnumerator(cancellationToken);
+            while (true)
+            {
+                try
+                {
+                    if (!await e.MoveNextAsync())
+                    {
+                        break;
+                    }
+                }
+                catch (PythonException ex)
+                {
+                    throw Translate(ex);
+                }
+
+                yield return e.Current;
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref activeStreams);
+        }
+    }
+
+    private PythonRuntime Runtime => runtime ?? throw new EngineUnavailableException("The engines are still starting; retry in a moment.");
+
+    private async Task<T> Translate<T>(Task<T> task)
+    {
+        try
+        {
+            return await task;
+        }
+        catch (PythonException e)
+        {
+            throw Translate(e);
+        }
+    }
+
+    private Exception Translate(PythonException e)
+    {
+        if (e.PythonType == "EngineInputError")
+        {
+            return new EngineInputException(e.PythonMessage);
+        }
+
+        LogEngineFailed(logger, e.PythonType, e.PythonTraceback);
+        return new EngineFailedException($"The engine failed ({e.PythonType}). The server log has the details.", e);
+    }
+
+    internal static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Python {Version} embedded from {Prefix}")]
+    private static partial void LogPython(ILogger logger, string version, string prefix);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} loaded ({SampleRate} Hz)")]
+    private static partial void LogEngineLoaded(ILogger logger, string engine, int sampleRate);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Engine raised {PythonType}\n{Traceback}")]
+    private static partial void LogEngineFailed(ILogger logger, string pythonType, string traceback);
+}
+
+/// <summary>What an engine says about itself once loaded.</summary>
+public sealed record EngineInfo(string Name, int SampleRate, IReadOnlyList<string> Languages);
+
+/// <summary>A voice sample as the engines receive it.</summary>
+public sealed record EngineSample(string Path, string? Transcript);
+
+/// <summary>The engine-facing part of a speech request.</summary>
+public sealed record EngineSpeechRequest(string Text, string? Language, double Speed, string? Instructions);
+
+/// <summary>The request asks for something the engine cannot do (maps to 400).</summary>
+public sealed class EngineInputException(string message) : Exception(message);
+
+/// <summary>The engine broke (maps to 500 without details).</summary>
+public sealed class EngineFailedException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>The engines are not ready (maps to 503).</summary>
+public sealed class EngineUnavailableException(string message) : Exception(message);

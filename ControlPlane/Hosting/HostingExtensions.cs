@@ -1,0 +1,64 @@
+using Microsoft.Extensions.Options;
+
+namespace Timbre.ControlPlane.Hosting;
+
+/// <summary>Configuration, problem details and the pieces every feature relies on.</summary>
+public static class HostingExtensions
+{
+    public static WebApplicationBuilder AddTimbreCore(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<TimbreOptions>()
+            .BindConfiguration(TimbreOptions.Section)
+            .PostConfigure(o =>
+            {
+                if (string.IsNullOrWhiteSpace(o.DataDirectory))
+                {
+                    o.DataDirectory = DefaultDataDirectory();
+                }
+
+                o.DataDirectory = Path.GetFullPath(o.DataDirectory);
+            })
+            .ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<TimbreOptions>, TimbreOptionsValidator>();
+        // Binding failures (malformed JSON, wrong types) reach the exception handler so that the
+        // problem details can say what was wrong instead of a bare 400.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
+        {
+            var error = ctx.HttpContext.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>()?.Error;
+            if (error is BadHttpRequestException bad)
+            {
+                ctx.ProblemDetails.Status = bad.StatusCode;
+                ctx.ProblemDetails.Title = "Invalid request";
+                ctx.ProblemDetails.Detail = bad.InnerException is System.Text.Json.JsonException json
+                    ? $"The JSON body could not be read: {json.Message}"
+                    : bad.Message;
+            }
+        });
+        return builder;
+    }
+
+    /// <summary>voices/ beside the repository when run from a checkout, else /var/lib/timbre.</summary>
+    private static string DefaultDataDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "ControlPlane.sln")))
+            {
+                return Path.Combine(dir.FullName, "voices");
+            }
+        }
+
+        return "/var/lib/timbre";
+    }
+
+    public static WebApplication UseTimbreErrors(this WebApplication app)
+    {
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
+        });
+        app.UseStatusCodePages();
+        return app;
+    }
+}

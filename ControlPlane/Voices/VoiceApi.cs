@@ -1,0 +1,176 @@
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Engines;
+using Timbre.ControlPlane.Hosting;
+
+namespace Timbre.ControlPlane.Voices;
+
+/// <summary>/v1/voices: enrol, list, inspect and delete voices.</summary>
+public static class VoiceApi
+{
+    public static IEndpointRouteBuilder MapVoices(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/voices").WithTags("Voices");
+        group.MapPost("/", CreateVoice).DisableAntiforgery();
+        group.MapGet("/", ListVoices);
+        group.MapGet("/{id}", GetVoice);
+        group.MapDelete("/{id}", DeleteVoice);
+        return app;
+    }
+
+    public static WebApplicationBuilder AddVoices(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<AudioImporter>();
+        builder.Services.AddSingleton<VoiceLibrary>();
+        return builder;
+    }
+
+    public static async Task<Results<Created<VoiceResponse>, ProblemHttpResult>> CreateVoice(
+        HttpContext http, VoiceLibrary library, IOptions<TimbreOptions> options, CancellationToken ct)
+    {
+        var limits = options.Value.Limits;
+        if (!http.Request.HasFormContentType)
+        {
+            return Problems.BadRequest("Send multipart/form-data with a 'name' field and one or more 'files'.");
+        }
+
+        var bodyLimit = http.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (bodyLimit is { IsReadOnly: false })
+        {
+            bodyLimit.MaxRequestBodySize = (limits.MaxUploadBytes * limits.MaxFilesPerVoice) + (1 << 20);
+        }
+
+        IFormCollection form;
+        try
+        {
+            form = await http.Request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = (limits.MaxUploadBytes * limits.MaxFilesPerVoice) + (1 << 20) }, ct);
+        }
+        catch (Exception e) when (e is BadHttpRequestException or InvalidDataException or IOException)
+        {
+            return Problems.TooLarge($"The upload could not be read ({e.Message}). Each file may be at most {limits.MaxUploadBytes / (1024 * 1024)} MB, {limits.MaxFilesPerVoice} files at most.");
+        }
+
+        var name = form["name"].ToString();
+        if (VoiceNames.Validate(name) is { } nameError)
+        {
+            return Problems.BadRequest(nameError, "name");
+        }
+
+        var files = form.Files.GetFiles("files");
+        if (files.Count == 0)
+        {
+            return Problems.BadRequest("Attach at least one recording as 'files' (WAV, MP3, FLAC, OGG or M4A, 3–60 s of speech).", "files");
+        }
+
+        if (files.Count > limits.MaxFilesPerVoice)
+        {
+            return Problems.BadRequest($"{files.Count} files sent; a voice takes at most {limits.MaxFilesPerVoice}.", "files");
+        }
+
+        foreach (var f in files)
+        {
+            if (f.Length > limits.MaxUploadBytes)
+            {
+                return Problems.TooLarge($"{f.FileName} is {f.Length / (1024.0 * 1024):0.#} MB; each file may be at most {limits.MaxUploadBytes / (1024 * 1024)} MB.");
+            }
+
+            if (!AudioImporter.Extensions.Contains(Path.GetExtension(f.FileName), StringComparer.OrdinalIgnoreCase))
+            {
+                return Problems.BadRequest($"{f.FileName}: unsupported file type; upload {string.Join(", ", AudioImporter.Extensions)}.", "files");
+            }
+        }
+
+        var transcripts = form["transcripts"].Select(t => t ?? "").ToList();
+        if (transcripts.Count > files.Count)
+        {
+            return Problems.BadRequest($"{transcripts.Count} transcripts for {files.Count} files; send at most one transcript per file, in the same order.", "transcripts");
+        }
+
+        var language = form["language"].ToString();
+        var spool = Path.Combine(library.Root, ".staging", "upload-" + Guid.NewGuid().ToString("n"));
+        Directory.CreateDirectory(spool);
+        try
+        {
+            var spooled = new List<SpooledFile>();
+            for (var i = 0; i < files.Count; i++)
+            {
+                var path = Path.Combine(spool, $"{i}");
+                await using (var target = File.Create(path))
+                {
+                    await files[i].CopyToAsync(target, ct);
+                }
+
+                spooled.Add(new SpooledFile(Path.GetFileName(files[i].FileName), Path.GetExtension(files[i].FileName), path));
+            }
+
+            var voice = await library.CreateAsync(new NewVoice(name, string.IsNullOrWhiteSpace(language) ? null : language, spooled, transcripts), ct);
+            return TypedResults.Created($"/v1/voices/{voice.Id}", VoiceResponse.From(voice));
+        }
+        catch (InvalidAudioException e)
+        {
+            return Problems.BadRequest(e.Message, "files");
+        }
+        catch (VoiceConflictException e)
+        {
+            return TypedResults.Problem(e.Message, statusCode: StatusCodes.Status409Conflict, title: "Voice already exists");
+        }
+        catch (EngineInputException e)
+        {
+            return Problems.BadRequest(e.Message, "files");
+        }
+        finally
+        {
+            Directory.Delete(spool, recursive: true);
+        }
+    }
+
+    public static Ok<VoiceResponse[]> ListVoices(VoiceLibrary library) =>
+        TypedResults.Ok(library.List().Select(VoiceResponse.From).ToArray());
+
+    public static Results<Ok<VoiceResponse>, ProblemHttpResult> GetVoice(string id, VoiceLibrary library)
+    {
+        if (!VoiceNames.IsValidId(id))
+        {
+            return Problems.BadRequest($"'{id}' is not a voice id: ids are lower-case letters, digits and hyphens (see GET /v1/voices).", "id");
+        }
+
+        return library.Find(id) is { } voice && voice.Id == id
+            ? TypedResults.Ok(VoiceResponse.From(voice))
+            : Problems.NotFound($"No voice with id '{id}'. GET /v1/voices lists them.");
+    }
+
+    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteVoice(string id, VoiceLibrary library, CancellationToken ct)
+    {
+        if (!VoiceNames.IsValidId(id))
+        {
+            return Problems.BadRequest($"'{id}' is not a voice id: ids are lower-case letters, digits and hyphens (see GET /v1/voices).", "id");
+        }
+
+        return await library.DeleteAsync(id, ct)
+            ? TypedResults.NoContent()
+            : Problems.NotFound($"No voice with id '{id}'. GET /v1/voices lists them.");
+    }
+}
+
+/// <summary>A voice as the API shows it.</summary>
+public sealed record VoiceResponse(
+    string Id,
+    string Name,
+    string? Language,
+    DateTimeOffset CreatedAt,
+    double TotalSeconds,
+    IReadOnlyList<VoiceSampleResponse> Samples,
+    IReadOnlyDictionary<string, Dictionary<string, System.Text.Json.JsonElement>> Profiles)
+{
+    public static VoiceResponse From(VoiceRecord v) => new(
+        v.Id,
+        v.Name,
+        v.Language,
+        v.CreatedAt,
+        Math.Round(v.Samples.Sum(s => s.DurationSeconds), 2),
+        v.Samples.Select(s => new VoiceSampleResponse(s.OriginalName, s.DurationSeconds, s.Transcript)).ToList(),
+        v.Profiles ?? []);
+}
+
+public sealed record VoiceSampleResponse(string FileName, double DurationSeconds, string? Transcript);

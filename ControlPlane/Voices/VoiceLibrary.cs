@@ -1,0 +1,200 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Engines;
+using Timbre.ControlPlane.Hosting;
+
+namespace Timbre.ControlPlane.Voices;
+
+/// <summary>The voice library on disk: one folder per voice, written whole or not at all.</summary>
+/// <remarks>
+/// A new voice is assembled in .staging/ and renamed into place only when every sample has decoded
+/// and the default engine has prepared it, so a failed upload never leaves anything behind; a deleted
+/// voice is renamed out of the library before its files are removed.
+/// </remarks>
+public sealed partial class VoiceLibrary : IDisposable
+{
+    private const string RecordFile = "voice.json";
+    private const string StagingFolder = ".staging";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    private readonly SemaphoreSlim gate = new(1, 1);
+    private readonly AudioImporter importer;
+    private readonly EngineHost engines;
+    private readonly LimitOptions limits;
+    private readonly ILogger<VoiceLibrary> logger;
+
+    public VoiceLibrary(IOptions<TimbreOptions> options, AudioImporter importer, EngineHost engines, ILogger<VoiceLibrary> logger)
+    {
+        Root = options.Value.DataDirectory;
+        limits = options.Value.Limits;
+        this.importer = importer;
+        this.engines = engines;
+        this.logger = logger;
+        Directory.CreateDirectory(Root);
+        var staging = Path.Combine(Root, StagingFolder);
+        if (Directory.Exists(staging))
+        {
+            // Left by a crash mid-upload; never part of the library.
+            Directory.Delete(staging, recursive: true);
+        }
+    }
+
+    public string Root { get; }
+
+    public IReadOnlyList<VoiceRecord> List() =>
+        Directory.EnumerateDirectories(Root)
+            .Where(d => VoiceNames.IsValidId(Path.GetFileName(d)))
+            .Select(d => Read(Path.GetFileName(d)))
+            .OfType<VoiceRecord>()
+            .OrderBy(v => v.Name, StringComparer.OrdinalIgnoreCase)
+            .ToList();
+
+    /// <summary>A voice by id, or by name (case-insensitive); null if there is none.</summary>
+    public VoiceRecord? Find(string idOrName) =>
+        (VoiceNames.IsValidId(idOrName) ? Read(idOrName) : null)
+        ?? List().FirstOrDefault(v => string.Equals(v.Name, idOrName, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The voice's folder, or null when the id is malformed; never a path outside the library.</summary>
+    public string? FolderOf(string id)
+    {
+        if (!VoiceNames.IsValidId(id))
+        {
+            return null;
+        }
+
+        var full = Path.GetFullPath(Path.Combine(Root, id));
+        return full.StartsWith(Root + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? full : null;
+    }
+
+    public IReadOnlyList<EngineSample> EngineSamples(VoiceRecord voice) =>
+        voice.Samples.Select(s => new EngineSample(Path.Combine(FolderOf(voice.Id)!, s.File), s.Transcript)).ToList();
+
+    public async Task<VoiceRecord> CreateAsync(NewVoice upload, CancellationToken ct)
+    {
+        var id = VoiceNames.Slug(upload.Name);
+        var staging = Path.Combine(Root, StagingFolder, Guid.NewGuid().ToString("n"));
+        await gate.WaitAsync(ct);
+        try
+        {
+            if (Directory.Exists(Path.Combine(Root, id)) || Find(upload.Name) is not null)
+            {
+                throw new VoiceConflictException($"A voice named \"{upload.Name}\" (id '{id}') already exists; choose another name or delete it first.");
+            }
+
+            Directory.CreateDirectory(Path.Combine(staging, "samples"));
+            var samples = new List<VoiceSampleRecord>();
+            for (var i = 0; i < upload.Files.Count; i++)
+            {
+                var file = upload.Files[i];
+                var original = $"samples/original-{i + 1}{file.Extension.ToLowerInvariant()}";
+                File.Move(file.TempPath, Path.Combine(staging, original));
+                var normalised = $"samples/sample-{i + 1}.wav";
+                var seconds = await importer.ImportAsync(
+                    Path.Combine(staging, original), file.Extension, file.FileName, Path.Combine(staging, normalised), limits.MaxSampleSeconds, ct);
+                samples.Add(new VoiceSampleRecord(normalised, original, file.FileName, i < upload.Transcripts.Count ? upload.Transcripts[i] : null, Math.Round(seconds, 3)));
+            }
+
+            var engineSamples = samples.Select(s => new EngineSample(Path.Combine(staging, s.File), s.Transcript)).ToList();
+            var profile = await engines.PrepareVoiceAsync(engines.DefaultEngine, staging, engineSamples, ct);
+            var record = new VoiceRecord(id, upload.Name.Trim(), upload.Language, DateTimeOffset.UtcNow, samples,
+                new Dictionary<string, Dictionary<string, JsonElement>> { [engines.DefaultEngine] = profile });
+            await File.WriteAllTextAsync(Path.Combine(staging, RecordFile), JsonSerializer.Serialize(record, Json), ct);
+            Directory.Move(staging, Path.Combine(Root, id));
+            LogCreated(id, samples.Count);
+            return record;
+        }
+        finally
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+
+            gate.Release();
+        }
+    }
+
+    public async Task<bool> DeleteAsync(string id, CancellationToken ct)
+    {
+        var folder = FolderOf(id);
+        if (folder is null)
+        {
+            return false;
+        }
+
+        await gate.WaitAsync(ct);
+        try
+        {
+            if (!File.Exists(Path.Combine(folder, RecordFile)))
+            {
+                return false;
+            }
+
+            var doomed = Path.Combine(Root, StagingFolder, "deleted-" + Guid.NewGuid().ToString("n"));
+            Directory.CreateDirectory(Path.GetDirectoryName(doomed)!);
+            Directory.Move(folder, doomed);
+            Directory.Delete(doomed, recursive: true);
+            LogDeleted(id);
+            return true;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    public void Dispose() => gate.Dispose();
+
+    private VoiceRecord? Read(string id)
+    {
+        var folder = FolderOf(id);
+        if (folder is null)
+        {
+            return null;
+        }
+
+        var path = Path.Combine(folder, RecordFile);
+        try
+        {
+            return JsonSerializer.Deserialize<VoiceRecord>(File.ReadAllText(path), Json);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (JsonException e)
+        {
+            LogUnreadable(path, e.Message);
+            return null;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Voice {Id} created from {Count} samples")]
+    private partial void LogCreated(string id, int count);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Voice {Id} deleted")]
+    private partial void LogDeleted(string id);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Skipping unreadable voice record {Path}: {Error}")]
+    private partial void LogUnreadable(string path, string error);
+}
+
+/// <summary>A stored voice (voice.json).</summary>
+public sealed record VoiceRecord(
+    string Id,
+    string Name,
+    string? Language,
+    DateTimeOffset CreatedAt,
+    IReadOnlyList<VoiceSampleRecord> Samples,
+    Dictionary<string, Dictionary<string, JsonElement>>? Profiles);
+
+/// <summary>One stored sample: the normalised copy, the original as uploaded, its transcript.</summary>
+public sealed record VoiceSampleRecord(string File, string OriginalFile, string OriginalName, string? Transcript, double DurationSeconds);
+
+/// <summary>An upload that passed request validation, its files already spooled to disk.</summary>
+public sealed record NewVoice(string Name, string? Language, IReadOnlyList<SpooledFile> Files, IReadOnlyList<string> Transcripts);
+
+public sealed record SpooledFile(string FileName, string Extension, string TempPath);
+
+/// <summary>A voice with that name or id exists.</summary>
+public sealed class VoiceConflictException(string message) : Exception(message);

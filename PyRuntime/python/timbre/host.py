@@ -1,0 +1,50 @@
+"""The functions PyRuntime's callers invoke. Arguments and results are strings (JSON) and arrays."""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import numpy as np
+
+from .engines import Engine, SpeechRequest, VoiceSample, create
+
+_engines: dict[str, Engine] = {}
+
+
+def _engine(name: str) -> Engine:
+    engine = _engines.get(name)
+    if engine is None:
+        raise LookupError(f"engine '{name}' is not loaded")
+    return engine
+
+
+def _samples(samples_json: str) -> list[VoiceSample]:
+    return [VoiceSample(s["path"], s.get("transcript")) for s in json.loads(samples_json)]
+
+
+def load(name: str, options_json: str) -> str:
+    """Create and load an engine once; later calls return the loaded one."""
+    engine = _engines.get(name)
+    if engine is None:
+        engine = create(name, json.loads(options_json or "{}"))
+        engine.load()
+        _engines[name] = engine
+    return json.dumps({"name": engine.name, "sample_rate": engine.sample_rate, "languages": engine.languages()})
+
+
+def prepare_voice(name: str, voice_dir: str, samples_json: str) -> str:
+    profile = _engine(name).prepare_voice(voice_dir, _samples(samples_json))
+    # Only the figures a person reads; filters and prompts stay in the cache.
+    return json.dumps({k: v for k, v in profile.items() if isinstance(v, (int, float, str, bool))})
+
+
+def stream(name: str, voice_dir: str, samples_json: str, request_json: str) -> Iterator[np.ndarray]:
+    r = json.loads(request_json)
+    request = SpeechRequest(
+        text=r["text"],
+        language=r.get("language"),
+        speed=float(r.get("speed") or 1.0),
+        instructions=r.get("instructions"),
+    )
+    for chunk in _engine(name).stream(voice_dir, _samples(samples_json), request):
+        yield np.ascontiguousarray(chunk, dtype=np.float32)
