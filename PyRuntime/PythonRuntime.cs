@@ -109,6 +109,8 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         {
             await foreach (var item in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
+                // Items already buffered must not reach a consumer that has cancelled.
+                cancellationToken.ThrowIfCancellationRequested();
                 yield return item;
             }
         }

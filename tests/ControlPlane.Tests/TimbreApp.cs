@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+
+namespace Timbre.ControlPlane.Tests;
+
+/// <summary>The real ControlPlane (real embedded Python, real classic engine) over its own empty library.</summary>
+public sealed class TimbreApp : WebApplicationFactory<Program>
+{
+    public string DataDirectory { get; } = Directory.CreateTempSubdirectory("timbre-test-").FullName;
+
+    public Dictionary<string, string?> Settings { get; } = [];
+
+    protected override void ConfigureWebHost(Microsoft.AspNetCore.Hosting.IWebHostBuilder builder)
+    {
+        builder.UseSetting("Timbre:DataDirectory", DataDirectory);
+        builder.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(Settings));
+    }
+
+    /// <summary>Every file under the library with its size and content hash: equal before and after means untouched.</summary>
+    public SortedDictionary<string, string> Snapshot()
+    {
+        var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var f in Directory.EnumerateFiles(DataDirectory, "*", SearchOption.AllDirectories))
+        {
+            var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)));
+            result[Path.GetRelativePath(DataDirectory, f)] = hash;
+        }
+
+        return result;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        try
+        {
+            Directory.Delete(DataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>Audio made in the test by Debian's synthesisers, and measurements of audio by the tools beside it.</summary>
+public static class Audio
+{
+    /// <summary>A reference speaker spoken by espeak-ng, a different synthesiser from the engine's flite.</summary>
+    public static byte[] Espeak(string text, string voice = "en-us+f3")
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"ref-{Guid.NewGuid():n}.wav");
+        Run("espeak-ng", "-v", voice, "-w", path, text);
+        try
+        {
+            return File.ReadAllBytes(path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    public const string Reference =
+        "The small pup gnawed a hole in the sock. The fish twisted and turned on the bent hook. Press the pants and sew a button on the vest.";
+
+    /// <summary>Median F0 of a WAV file, by the engine's YIN tracker (itself tested against pure tones).</summary>
+    public static double MedianPitch(byte[] wav)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"pitch-{Guid.NewGuid():n}.wav");
+        File.WriteAllBytes(path, wav);
+        try
+        {
+            var python = Path.Combine(AppContext.BaseDirectory, "python");
+            var output = Run("/usr/bin/python3", "-c",
+                "import sys, soundfile as sf; sys.path.insert(0, sys.argv[1]);" +
+                "from timbre.engines.classic import analysis as a; x, sr = sf.read(sys.argv[2]);" +
+                "print(a.pitch_stats(a.yin_pitch(x.mean(axis=1) if x.ndim > 1 else x, sr)).median_hz)",
+                python, path);
+            return double.Parse(output.Trim(), CultureInfo.InvariantCulture);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    public static string Run(string program, params string[] args)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEnd();
+        var error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return p.ExitCode == 0 ? output : throw new InvalidOperationException($"{program} failed: {error}");
+    }
+}
+
+/// <summary>A parsed 16-bit PCM WAV.</summary>
+public sealed record Wav(int SampleRate, int Channels, int BitsPerSample, int DataBytes)
+{
+    public double Seconds => DataBytes / (double)(SampleRate * Channels * BitsPerSample / 8);
+
+    public static Wav Parse(byte[] bytes, bool streamed = false)
+    {
+        Assert.True(bytes.Length >= 44, "shorter than a WAV header");
+        Assert.Equal("RIFF", System.Text.Encoding.ASCII.GetString(bytes, 0, 4));
+        Assert.Equal("WAVE", System.Text.Encoding.ASCII.GetString(bytes, 8, 4));
+        Assert.Equal("data", System.Text.Encoding.ASCII.GetString(bytes, 36, 4));
+        var declared = BitConverter.ToUInt32(bytes, 40);
+        if (!streamed)
+        {
+            Assert.Equal((uint)(bytes.Length - 44), declared);
+        }
+
+        return new Wav(BitConverter.ToInt32(bytes, 24), BitConverter.ToInt16(bytes, 22), BitConverter.ToInt16(bytes, 34), bytes.Length - 44);
+    }
+}

@@ -1,0 +1,247 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Timbre.ControlPlane.Engines;
+
+namespace Timbre.ControlPlane.Tests;
+
+public sealed class VoiceAndSpeechTests : IDisposable
+{
+    private readonly TimbreApp app = new();
+    private readonly HttpClient client;
+
+    public VoiceAndSpeechTests() => client = app.CreateClient();
+
+    public void Dispose()
+    {
+        client.Dispose();
+        app.Dispose();
+    }
+
+    private static MultipartFormDataContent Upload(string name, params (string FileName, byte[] Bytes)[] files)
+    {
+        var form = new MultipartFormDataContent { { new StringContent(name), "name" } };
+        foreach (var (fileName, bytes) in files)
+        {
+            var content = new ByteArrayContent(bytes);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+            form.Add(content, "files", fileName);
+        }
+
+        return form;
+    }
+
+    private async Task<JsonElement> EnrolAsync(string name, string espeakVoice = "en-us+f3")
+    {
+        var response = await client.PostAsync("/v1/voices", Upload(name, ("ref.wav", Audio.Espeak(Audio.Reference, espeakVoice))));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        return await response.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
+    private Task<HttpResponseMessage> SpeakAsync(object body) => client.PostAsJsonAsync("/v1/speech", body);
+
+    [Fact]
+    public async Task An_enrolled_voice_speaks_wav_that_grows_with_the_text_at_the_references_pitch()
+    {
+        var reference = Audio.Espeak(Audio.Reference);
+        var created = await EnrolAsync("Ada Lovelace");
+        Assert.Equal("ada-lovelace", created.GetProperty("id").GetString());
+        Assert.True(created.GetProperty("totalSeconds").GetDouble() > 3);
+
+        var shortResponse = await SpeakAsync(new { text = "Hello there.", voice = "ada-lovelace" });
+        var longResponse = await SpeakAsync(new { text = "Hello there. This sentence is a great deal longer, and there is a third one after it as well.", voice = "Ada Lovelace" });
+        Assert.Equal(HttpStatusCode.OK, shortResponse.StatusCode);
+        Assert.Equal("audio/wav", shortResponse.Content.Headers.ContentType?.MediaType);
+        var shortWav = await shortResponse.Content.ReadAsByteArrayAsync();
+        var longWav = await longResponse.Content.ReadAsByteArrayAsync();
+        var s = Wav.Parse(shortWav);
+        var l = Wav.Parse(longWav);
+        Assert.Equal((24000, 1, 16), (s.SampleRate, s.Channels, s.BitsPerSample));
+        Assert.InRange(s.Seconds, 0.4, 3);
+        Assert.True(l.Seconds > 3 * s.Seconds, $"long text {l.Seconds:0.00} s vs short {s.Seconds:0.00} s");
+
+        var refPitch = Audio.MedianPitch(reference);
+        var outPitch = Audio.MedianPitch(longWav);
+        Assert.InRange(outPitch, refPitch * 0.9, refPitch * 1.1);
+    }
+
+    [Fact]
+    public async Task Voices_are_listed_fetched_and_deleted()
+    {
+        await EnrolAsync("Bob", "en-gb");
+        var list = await client.GetFromJsonAsync<JsonElement>("/v1/voices");
+        Assert.Equal(["bob"], list.EnumerateArray().Select(v => v.GetProperty("id").GetString()));
+        var one = await client.GetFromJsonAsync<JsonElement>("/v1/voices/bob");
+        Assert.Equal("Bob", one.GetProperty("name").GetString());
+        Assert.True(File.Exists(Path.Combine(app.DataDirectory, "bob", "samples", "original-1.wav")));
+        Assert.True(File.Exists(Path.Combine(app.DataDirectory, "bob", "samples", "sample-1.wav")));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync("/v1/voices/bob")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/voices/bob")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.DeleteAsync("/v1/voices/bob")).StatusCode);
+        Assert.False(Directory.Exists(Path.Combine(app.DataDirectory, "bob")));
+    }
+
+    [Fact]
+    public async Task Streaming_sends_audio_before_synthesis_ends()
+    {
+        await EnrolAsync("Streamer");
+        var engines = app.Services.GetRequiredService<EngineHost>();
+        var text = string.Join(" ", Enumerable.Range(1, 30).Select(i => $"This is sentence number {i} of a long text."));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/speech") { Content = JsonContent.Create(new { text, voice = "streamer", stream = true }) };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await using var body = await response.Content.ReadAsStreamAsync();
+        var first = new byte[44 + 4800];
+        await body.ReadExactlyAsync(first);
+        // Audio is in hand while the engine's generator is still open: synthesis has not ended.
+        Assert.Equal(1, engines.ActiveStreams);
+        var header = Wav.Parse(first, streamed: true);
+        Assert.Equal(24000, header.SampleRate);
+
+        using var rest = new MemoryStream();
+        await body.CopyToAsync(rest);
+        var seconds = (first.Length - 44 + rest.Length) / 48000.0;
+        Assert.True(seconds > 30, $"only {seconds:0.0} s of audio for 30 sentences");
+        Assert.Equal(0, engines.ActiveStreams);
+    }
+
+    public static TheoryData<string, byte[]> BadFiles() => new()
+    {
+        { "notes.wav", "this is a text file, not audio"u8.ToArray() },
+        { "truncated.wav", Audio.Espeak(Audio.Reference)[..3000] },
+        { "huge.wav", WavClaiming4GB() },
+        { "voice.exe", Audio.Espeak("Hello") },
+        { "silence.wav", Silence(3) },
+    };
+
+    private static byte[] WavClaiming4GB()
+    {
+        var wav = Audio.Espeak("Hello there, this is a short sample.");
+        BitConverter.GetBytes(0xFFFFFFF0u).CopyTo(wav, 4);
+        BitConverter.GetBytes(0xFFFFFF00u).CopyTo(wav, 40);
+        return wav;
+    }
+
+    private static byte[] Silence(int seconds)
+    {
+        var wav = new byte[44 + (seconds * 48000)];
+        Speech.Pcm.WavHeader(24000, 1, (uint)(seconds * 48000)).CopyTo(wav, 0);
+        return wav;
+    }
+
+    [Theory]
+    [MemberData(nameof(BadFiles))]
+    public async Task A_bad_upload_is_a_problem_and_stores_nothing(string fileName, byte[] bytes)
+    {
+        await EnrolAsync("Existing");
+        var before = app.Snapshot();
+        var response = await client.PostAsync("/v1/voices", Upload("Newcomer", (fileName, bytes)));
+        await AssertProblem(response, HttpStatusCode.BadRequest);
+        Assert.Equal(before, app.Snapshot());
+    }
+
+    [Theory]
+    [InlineData("../x")]
+    [InlineData("..%2f")]
+    [InlineData("/etc/passwd")]
+    [InlineData("bad\0name")]
+    [InlineData("")]
+    [InlineData("..")]
+    public async Task A_dangerous_voice_name_is_refused_and_stores_nothing(string name)
+    {
+        await EnrolAsync("Existing");
+        var before = app.Snapshot();
+        var response = await client.PostAsync("/v1/voices", Upload(name, ("ref.wav", Audio.Espeak(Audio.Reference))));
+        var problem = await AssertProblem(response, HttpStatusCode.BadRequest);
+        Assert.Contains("name", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(before, app.Snapshot());
+        Assert.False(File.Exists("/etc/passwd.wav"));
+    }
+
+    [Theory]
+    [InlineData("..%2f..%2fetc%2fpasswd", HttpStatusCode.BadRequest)]
+    [InlineData("..", HttpStatusCode.NotFound)]
+    [InlineData("NOT-A-SLUG", HttpStatusCode.BadRequest)]
+    [InlineData("nobody", HttpStatusCode.NotFound)]
+    public async Task Voice_ids_never_reach_outside_the_library(string id, HttpStatusCode expected)
+    {
+        await EnrolAsync("Existing");
+        var before = app.Snapshot();
+        var get = await client.GetAsync($"/v1/voices/{id}");
+        var delete = await client.DeleteAsync($"/v1/voices/{id}");
+        Assert.Equal(expected, get.StatusCode);
+        Assert.Equal(expected, delete.StatusCode);
+        Assert.Equal(before, app.Snapshot());
+    }
+
+    [Fact]
+    public async Task A_duplicate_name_is_a_conflict_and_keeps_the_first_voice()
+    {
+        await EnrolAsync("Twin");
+        var before = app.Snapshot();
+        var response = await client.PostAsync("/v1/voices", Upload("TWIN", ("ref.wav", Audio.Espeak("Another sample of speech for the twin.", "en-gb"))));
+        await AssertProblem(response, HttpStatusCode.Conflict);
+        Assert.Equal(before, app.Snapshot());
+    }
+
+    public static TheoryData<string, HttpStatusCode, string> BadSpeech() => new()
+    {
+        { """{"text": "", "voice": "existing"}""", HttpStatusCode.BadRequest, "text is empty" },
+        { $$"""{"text": "{{new string('a', 100_000)}}", "voice": "existing"}""", HttpStatusCode.BadRequest, "at most 5000" },
+        { """{"text": "Hello.", "voice": "nobody"}""", HttpStatusCode.NotFound, "No voice 'nobody'" },
+        { """{"text": "Hello."}""", HttpStatusCode.BadRequest, "voice is required" },
+        { """{"text": "Hello.", "voice": "existing", "format": "aiff"}""", HttpStatusCode.BadRequest, "format 'aiff'" },
+        { """{"text": "Hello.", "voice": "existing", "speed": 10}""", HttpStatusCode.BadRequest, "speed must be" },
+        { """{"text": "Hello.", "voice": "existing", "engine": "nope"}""", HttpStatusCode.BadRequest, "engine 'nope'" },
+        { """{"text": "Bonjour.", "voice": "existing", "language": "fr"}""", HttpStatusCode.BadRequest, "English only" },
+        { """{"text": "Hello.", "voice": """, HttpStatusCode.BadRequest, "JSON body could not be read" },
+        { """{"text": 42, "voice": "existing"}""", HttpStatusCode.BadRequest, "$.text" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadSpeech))]
+    public async Task Bad_speech_requests_are_problems_that_say_what_to_change(string json, HttpStatusCode expected, string detail)
+    {
+        await EnrolAsync("Existing");
+        var before = app.Snapshot();
+        var response = await client.PostAsync("/v1/speech", new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+        var problem = await AssertProblem(response, expected);
+        Assert.Contains(detail, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(before, app.Snapshot());
+    }
+
+    [Fact]
+    public async Task Health_and_readiness_answer()
+    {
+        var health = await client.GetFromJsonAsync<JsonElement>("/health");
+        var ready = await client.GetFromJsonAsync<JsonElement>("/ready");
+        Assert.Equal("healthy", health.GetProperty("status").GetString());
+        Assert.Equal("classic", ready.GetProperty("engine").GetString());
+    }
+
+    private static async Task<JsonElement> AssertProblem(HttpResponseMessage response, HttpStatusCode expected)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(expected == response.StatusCode, $"expected {expected}, got {response.StatusCode}: {body}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = JsonDocument.Parse(body).RootElement;
+        Assert.Equal((int)expected, problem.GetProperty("status").GetInt32());
+        Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("detail").GetString()));
+        return problem;
+    }
+}
+
+public sealed class StartupValidationTests
+{
+    [Fact]
+    public void An_unknown_default_engine_stops_start_up_with_the_key_to_change()
+    {
+        using var app = new TimbreApp();
+        app.Settings["Timbre:Engine:Default"] = "nope";
+        var ex = Assert.ThrowsAny<Exception>(() => app.CreateClient());
+        Assert.Contains("Timbre:Engine:Default is 'nope'", ex.ToString(), StringComparison.Ordinal);
+    }
+}
