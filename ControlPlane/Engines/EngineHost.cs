@@ -44,7 +44,7 @@ public sealed partial class EngineHost(
         ready = true;
     }
 
-    /// <summary>Loads an engine once; concurrent callers share the same load.</summary>
+    /// <summary>Loads an engine once; concurrent callers share the same load, and a failed load is retried next time.</summary>
     public Task<EngineInfo> LoadAsync(string engine, CancellationToken cancellationToken)
     {
         var python = Runtime;
@@ -53,12 +53,20 @@ public sealed partial class EngineHost(
             using var result = py.Call(HostModule, "load", name, "{}");
             return JsonSerializer.Deserialize<EngineInfo>(result.AsString(), JsonOptions)!;
         }, CancellationToken.None));
-        if (task.IsFaulted)
-        {
-            loaded.TryRemove(new KeyValuePair<string, Task<EngineInfo>>(engine, task));
-        }
+        return ForgetOnFailure(engine, task).WaitAsync(cancellationToken);
+    }
 
-        return Translate(task).WaitAsync(cancellationToken);
+    private async Task<EngineInfo> ForgetOnFailure(string engine, Task<EngineInfo> load)
+    {
+        try
+        {
+            return await Translate(load);
+        }
+        catch
+        {
+            loaded.TryRemove(new KeyValuePair<string, Task<EngineInfo>>(engine, load));
+            throw;
+        }
     }
 
     /// <summary>Builds or reuses the engine's cached preparation of a voice; returns its summary.</summary>

@@ -197,6 +197,7 @@ public sealed class VoiceAndSpeechTests : IDisposable
         { """{"text": "Hello.", "voice": "existing", "speed": 10}""", HttpStatusCode.BadRequest, "speed must be" },
         { """{"text": "Hello.", "voice": "existing", "engine": "nope"}""", HttpStatusCode.BadRequest, "engine 'nope'" },
         { """{"text": "Bonjour.", "voice": "existing", "language": "fr"}""", HttpStatusCode.BadRequest, "English only" },
+        { """{"text": "Hello.", "voice": "existing", "engine": "qwen3"}""", HttpStatusCode.BadRequest, "not available in this build" },
         { """{"text": "Hello.", "voice": """, HttpStatusCode.BadRequest, "JSON body could not be read" },
         { """{"text": 42, "voice": "existing"}""", HttpStatusCode.BadRequest, "$.text" },
     };
@@ -211,6 +212,20 @@ public sealed class VoiceAndSpeechTests : IDisposable
         var problem = await AssertProblem(response, expected);
         Assert.Contains(detail, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(before, app.Snapshot());
+    }
+
+    [Fact]
+    public async Task A_failed_engine_load_is_reported_again_not_cached_as_a_crash()
+    {
+        await EnrolAsync("Existing");
+        for (var i = 0; i < 2; i++)
+        {
+            var response = await SpeakAsync(new { text = "Hello.", voice = "existing", engine = "xtts" });
+            var problem = await AssertProblem(response, HttpStatusCode.BadRequest);
+            Assert.Contains("engine 'xtts' is not available", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await SpeakAsync(new { text = "Hello.", voice = "existing" })).StatusCode);
     }
 
     [Fact]

@@ -84,5 +84,5 @@ def test_a_sample_without_speech_is_refused(engine, tmp_path):
 
 
 def test_unknown_engine_is_refused():
-    with pytest.raises(EngineInputError, match="unknown engine"):
+    with pytest.raises(EngineInputError, match="not available in this build"):
         create("nope")

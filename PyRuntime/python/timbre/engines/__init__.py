@@ -5,13 +5,10 @@ from .protocol import Engine, EngineInputError, SpeechRequest, VoiceSample
 
 __all__ = ["Engine", "EngineInputError", "SpeechRequest", "VoiceSample", "create"]
 
-KNOWN = ("classic", "qwen3", "xtts")
-
-
 def create(name: str, options: dict[str, object] | None = None) -> Engine:
     options = options or {}
     if name == "classic":
         from .classic.engine import ClassicEngine
 
         return ClassicEngine(**options)  # type: ignore[arg-type]
-    raise EngineInputError(f"unknown engine '{name}': this build provides {', '.join(KNOWN[:1])}")
+    raise EngineInputError(f"engine '{name}' is not available in this build; it provides: classic")

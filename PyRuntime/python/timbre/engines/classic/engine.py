@@ -6,7 +6,6 @@ tract scale (resampling) and the long-term spectral envelope (a linear-phase EQ)
 """
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from typing import Iterator, Sequence
 
@@ -201,6 +200,3 @@ def _normalise(y: np.ndarray) -> np.ndarray:
         y = y * (0.97 / peak)
     return y.astype(np.float32)
 
-
-def voice_samples(voice_dir: str, entries: Sequence[tuple[str, str | None]]) -> list[VoiceSample]:
-    return [VoiceSample(os.path.join(voice_dir, p), t) for p, t in entries]
