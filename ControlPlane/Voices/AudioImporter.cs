@@ -52,6 +52,9 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         [
             "-nostdin", "-v", "error", "-xerror", "-i", source, "-vn", "-ac", "1",
             "-af", "loudnorm=I=-20:TP=-2:LRA=11", "-ar", SampleRate.ToString(CultureInfo.InvariantCulture),
+            // No metadata and bit-exact flags: a canonical 44-byte header, so the stored copy is
+            // plain PCM WAV and the duration below is exact.
+            "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
             "-c:a", "pcm_s16le", "-f", "wav", "-y", destination,
         ], ct);
         if (decode.ExitCode != 0 || !File.Exists(destination))

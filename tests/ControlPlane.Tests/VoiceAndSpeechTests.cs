@@ -144,6 +144,54 @@ public sealed class VoiceAndSpeechTests : IDisposable
     }
 
     [Theory]
+    [InlineData("mp3", "libmp3lame")]
+    [InlineData("flac", "flac")]
+    [InlineData("ogg", "libvorbis")]
+    [InlineData("m4a", "aac")]
+    public async Task Compressed_uploads_are_decoded_to_24kHz_mono_wav_and_the_original_kept(string extension, string codec)
+    {
+        var wav = Path.Combine(app.DataDirectory, "..", $"in-{Guid.NewGuid():n}.wav");
+        var encoded = Path.ChangeExtension(wav, extension);
+        await File.WriteAllBytesAsync(wav, Audio.Espeak(Audio.Reference));
+        Audio.Run("ffmpeg", "-v", "error", "-i", wav, "-ac", "2", "-ar", "44100", "-c:a", codec, encoded);
+        var bytes = await File.ReadAllBytesAsync(encoded);
+        File.Delete(wav);
+        File.Delete(encoded);
+
+        var response = await client.PostAsync("/v1/voices", Upload("Coded", ($"me.{extension}", bytes)));
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var folder = Path.Combine(app.DataDirectory, "coded", "samples");
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(Path.Combine(folder, $"original-1.{extension}")));
+        var stored = Wav.Parse(await File.ReadAllBytesAsync(Path.Combine(folder, "sample-1.wav")));
+        Assert.Equal((24000, 1, 16), (stored.SampleRate, stored.Channels, stored.BitsPerSample));
+        Assert.InRange(stored.Seconds, 5, 12);
+    }
+
+    [Fact]
+    public async Task A_sample_over_sixty_seconds_is_refused_and_stores_nothing()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"long-{Guid.NewGuid():n}.wav");
+        Audio.Run("sox", "-n", "-r", "16000", "-c", "1", "-b", "16", path, "synth", "65", "sine", "180");
+        var bytes = await File.ReadAllBytesAsync(path);
+        File.Delete(path);
+        var before = app.Snapshot();
+        var problem = await AssertProblem(await client.PostAsync("/v1/voices", Upload("Long", ("long.wav", bytes))), HttpStatusCode.BadRequest);
+        Assert.Contains("at most 60 s", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(before, app.Snapshot());
+    }
+
+    [Fact]
+    public async Task A_file_over_ten_megabytes_is_refused_and_stores_nothing()
+    {
+        var bytes = new byte[(10 * 1024 * 1024) + 1];
+        Speech.Pcm.WavHeader(24000, 1, (uint)(bytes.Length - 44)).CopyTo(bytes, 0);
+        var before = app.Snapshot();
+        var problem = await AssertProblem(await client.PostAsync("/v1/voices", Upload("Big", ("big.wav", bytes))), HttpStatusCode.RequestEntityTooLarge);
+        Assert.Contains("at most 10 MB", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(before, app.Snapshot());
+    }
+
+    [Theory]
     [InlineData("../x")]
     [InlineData("..%2f")]
     [InlineData("/etc/passwd")]

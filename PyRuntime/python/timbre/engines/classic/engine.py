@@ -70,6 +70,7 @@ class ClassicEngine:
             "log2_std": stats.log2_std,
             "rate": analysis.speaking_rate(x, FLITE_RATE),
         }
+        self._base_envelope = analysis.spectral_envelope(x, FLITE_RATE)
 
     def languages(self) -> list[str]:
         return ["en"]
@@ -163,14 +164,9 @@ class ClassicEngine:
         processed = self._render(CALIBRATION, profile, None, 1.0)
         out_env = analysis.spectral_envelope(_resample(processed, FLITE_RATE / OUTPUT_RATE), FLITE_RATE)
         profile["eq_taps"] = _design_eq(ref_env, out_env).tolist()
-        profile["envelope_distance_before_db"] = analysis.envelope_distance(ref_env, self._base_env())
+        assert self._base_envelope is not None
+        profile["envelope_distance_before_db"] = analysis.envelope_distance(ref_env, self._base_envelope)
         return profile
-
-    def _base_env(self) -> np.ndarray:
-        if self._base_envelope is None:
-            assert self._flite is not None
-            self._base_envelope = analysis.spectral_envelope(self._flite.synthesize(CALIBRATION), FLITE_RATE)
-        return self._base_envelope
 
 
 def _design_eq(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
