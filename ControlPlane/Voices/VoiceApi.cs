@@ -35,16 +35,18 @@ public static class VoiceApi
             return Problems.BadRequest("Send multipart/form-data with a 'name' field and one or more 'files'.");
         }
 
+        // Every file at its cap, plus a megabyte for the form's other fields and boundaries.
+        var maxBody = (limits.MaxUploadBytes * limits.MaxFilesPerVoice) + (1 << 20);
         var bodyLimit = http.Features.Get<IHttpMaxRequestBodySizeFeature>();
         if (bodyLimit is { IsReadOnly: false })
         {
-            bodyLimit.MaxRequestBodySize = (limits.MaxUploadBytes * limits.MaxFilesPerVoice) + (1 << 20);
+            bodyLimit.MaxRequestBodySize = maxBody;
         }
 
         IFormCollection form;
         try
         {
-            form = await http.Request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = (limits.MaxUploadBytes * limits.MaxFilesPerVoice) + (1 << 20) }, ct);
+            form = await http.Request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = maxBody }, ct);
         }
         catch (Exception e) when (e is BadHttpRequestException or InvalidDataException or IOException)
         {
