@@ -14,7 +14,7 @@ import soundfile as sf
 from scipy import signal
 
 from ... import cache
-from ...text import sentences
+from ...text import fragments
 from ..protocol import EngineInputError, SpeechRequest, VoiceSample
 from . import analysis
 from .flite import SAMPLE_RATE as FLITE_RATE
@@ -99,16 +99,19 @@ class ClassicEngine:
             raise EngineInputError(f"the classic engine speaks English only; language '{request.language}' is not supported")
         if not 0.25 <= request.speed <= 4.0:
             raise EngineInputError(f"speed must be between 0.25 and 4.0, got {request.speed}")
-        parts = sentences(request.text)
+        parts = fragments(request.text, sentence_pause=PAUSE_S)
         if not parts:
             raise EngineInputError("text has nothing to say: give at least one word")
         profile = self.prepare_voice(voice_dir, samples)
         eq = np.asarray(profile["eq_taps"], dtype=np.float64)
-        pause = np.zeros(int(PAUSE_S * OUTPUT_RATE), dtype=np.float32)
-        for i, sentence in enumerate(parts):
-            audio = self._render(sentence, profile, eq, request.speed)
-            # The pause belongs to the sentence before it, so the first chunk leaves without one.
-            yield audio if i == len(parts) - 1 else np.concatenate([audio, pause])
+        for i, part in enumerate(parts):
+            audio = self._render(part.text, profile, eq, request.speed)
+            if i == len(parts) - 1:
+                yield audio
+                continue
+            # The pause belongs to the fragment before it, so the first chunk leaves without one.
+            pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
+            yield np.concatenate([audio, pause])
 
     # -- internals ------------------------------------------------------------------------
     def _render(self, text: str, profile: dict[str, object], eq: np.ndarray | None, speed: float) -> np.ndarray:
