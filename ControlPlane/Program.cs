@@ -1,17 +1,24 @@
 using Timbre.ControlPlane.Engines;
 using Timbre.ControlPlane.Health;
 using Timbre.ControlPlane.Hosting;
+using Timbre.ControlPlane.Observability;
+using Timbre.ControlPlane.Security;
 using Timbre.ControlPlane.Speech;
 using Timbre.ControlPlane.Voices;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTimbreCore();
+builder.AddSecurity();
+builder.AddObservability();
 builder.AddEngines();
 builder.AddVoices();
+builder.AddSpeech();
 
 var app = builder.Build();
 app.UseTimbreErrors();
+app.UseSecurity();
 app.MapHealth();
+app.MapObservability();
 app.MapVoices();
 app.MapSpeech();
 app.Run();

@@ -1,23 +1,32 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Timbre.ControlPlane.Engines;
 using Timbre.ControlPlane.Hosting;
+using Timbre.ControlPlane.Speech;
 
 namespace Timbre.ControlPlane.Health;
 
-/// <summary>/health (the process answers) and /ready (the default engine is loaded).</summary>
+/// <summary>/health (the process answers) and /ready (the default engine is loaded and Timbre is not draining). No key needed.</summary>
 public static class HealthApi
 {
     public static IEndpointRouteBuilder MapHealth(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/health", () => TypedResults.Ok(new HealthStatus("healthy", null))).WithTags("Health");
-        app.MapGet("/ready", Ready).WithTags("Health");
+        var group = app.MapGroup("").WithTags("Health").AllowAnonymous().DisableRateLimiting();
+        group.MapGet("/health", () => TypedResults.Ok(new HealthStatus("healthy", null)));
+        group.MapGet("/ready", Ready);
         return app;
     }
 
-    public static Results<Ok<HealthStatus>, ProblemHttpResult> Ready(EngineHost engines) =>
-        engines.IsReady
+    public static Results<Ok<HealthStatus>, ProblemHttpResult> Ready(EngineHost engines, SpeechScheduler scheduler)
+    {
+        if (scheduler.Draining)
+        {
+            return Problems.Unavailable("Timbre is draining before it stops.");
+        }
+
+        return engines.IsReady
             ? TypedResults.Ok(new HealthStatus("ready", engines.DefaultEngine))
             : Problems.Unavailable($"The {engines.DefaultEngine} engine is still loading.");
+    }
 }
 
 public sealed record HealthStatus(string Status, string? Engine);

@@ -16,6 +16,55 @@ public sealed class TimbreOptions
     public PythonOptions Python { get; set; } = new();
 
     public LimitOptions Limits { get; set; } = new();
+
+    public SpeechOptions Speech { get; set; } = new();
+
+    public AuthOptions Auth { get; set; } = new();
+}
+
+/// <summary>The speech scheduler: how much runs at once, how much may wait, how long anything may take.</summary>
+public sealed class SpeechOptions
+{
+    /// <summary>
+    /// Streams each engine runs at once. The classic engine interleaves sentence by sentence on the
+    /// Python thread at about 40× real time, so eight streams still each run faster than playback;
+    /// a GPU engine runs one generation at a time unless it batches.
+    /// </summary>
+    public Dictionary<string, int> Concurrency { get; set; } = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["classic"] = 8,
+        ["qwen3"] = 1,
+        ["xtts"] = 1,
+    };
+
+    /// <summary>Requests that may wait per engine; beyond this a request is refused at once with 429.</summary>
+    public int QueueLength { get; set; } = 64;
+
+    /// <summary>The longest a request may take, waiting included.</summary>
+    public double RequestTimeoutSeconds { get; set; } = 300;
+
+    /// <summary>How long streams in flight may take to finish after SIGTERM.</summary>
+    public double DrainTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>The voice used when an OpenAI-style request names one Timbre does not have (alloy, nova, …).</summary>
+    public string? DefaultVoice { get; set; }
+
+    public int ConcurrencyOf(string engine) => Concurrency.TryGetValue(engine, out var n) ? n : 1;
+}
+
+/// <summary>Who may call Timbre.</summary>
+public sealed class AuthOptions
+{
+    /// <summary>Accepted API keys. Empty turns auth off, which is allowed only on loopback.</summary>
+    public List<string> ApiKeys { get; set; } = [];
+
+    /// <summary>Serve without keys on a non-loopback address. Anyone on the network can then use Timbre.</summary>
+    public bool AllowInsecure { get; set; }
+
+    /// <summary>Browser origins besides Timbre's own that may call the API (a dashboard served elsewhere).</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
+    public const int MinimumKeyLength = 16;
 }
 
 /// <summary>Which engine serves requests that name none.</summary>
@@ -36,14 +85,19 @@ public sealed class LimitOptions
     public double MaxSampleSeconds { get; set; } = 60;
 
     public int MaxFilesPerVoice { get; set; } = 10;
+
+    /// <summary>Requests per minute per API key (bursts up to this many); 0 turns the limit off.</summary>
+    public int RequestsPerMinute { get; set; } = 120;
 }
 
 /// <summary>Rejects a configuration that cannot work, saying which key to change.</summary>
-public sealed class TimbreOptionsValidator : IValidateOptions<TimbreOptions>
+public sealed class TimbreOptionsValidator(IConfiguration configuration) : IValidateOptions<TimbreOptions>
 {
     public ValidateOptionsResult Validate(string? name, TimbreOptions options)
     {
         var errors = new List<string>();
+        ValidateSpeech(options.Speech, errors);
+        ValidateAuth(options.Auth, configuration, errors);
         if (string.IsNullOrWhiteSpace(options.DataDirectory))
         {
             errors.Add("Timbre:DataDirectory is empty: set it to a writable folder for the voice library.");
@@ -79,6 +133,90 @@ public sealed class TimbreOptionsValidator : IValidateOptions<TimbreOptions>
             errors.Add("Timbre:Limits:MaxFilesPerVoice must be between 1 and 100.");
         }
 
+        if (options.Limits.RequestsPerMinute is < 0 or > 1_000_000)
+        {
+            errors.Add("Timbre:Limits:RequestsPerMinute must be between 0 (no limit) and 1000000.");
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateSpeech(SpeechOptions speech, List<string> errors)
+    {
+        foreach (var (engine, n) in speech.Concurrency)
+        {
+            if (!EngineOptions.Known.Contains(engine, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"Timbre:Speech:Concurrency:{engine} names no engine: use {string.Join(", ", EngineOptions.Known)}.");
+            }
+            else if (n is < 1 or > 256)
+            {
+                errors.Add($"Timbre:Speech:Concurrency:{engine} is {n}: it must be between 1 and 256.");
+            }
+        }
+
+        if (speech.QueueLength is < 0 or > 100_000)
+        {
+            errors.Add("Timbre:Speech:QueueLength must be between 0 and 100000.");
+        }
+
+        if (speech.RequestTimeoutSeconds is <= 0 or > 86_400 || double.IsNaN(speech.RequestTimeoutSeconds))
+        {
+            errors.Add("Timbre:Speech:RequestTimeoutSeconds must be more than 0 and at most 86400.");
+        }
+
+        if (speech.DrainTimeoutSeconds is < 0 or > 3_600 || double.IsNaN(speech.DrainTimeoutSeconds))
+        {
+            errors.Add("Timbre:Speech:DrainTimeoutSeconds must be between 0 and 3600.");
+        }
+    }
+
+    private static void ValidateAuth(AuthOptions auth, IConfiguration configuration, List<string> errors)
+    {
+        if (auth.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < AuthOptions.MinimumKeyLength || k.Any(char.IsWhiteSpace)))
+        {
+            errors.Add($"Timbre:Auth:ApiKeys holds a key shorter than {AuthOptions.MinimumKeyLength} characters or with spaces: use long random keys, for example from `openssl rand -hex 24`.");
+        }
+
+        foreach (var origin in auth.AllowedOrigins)
+        {
+            if (!Uri.TryCreate(origin, UriKind.Absolute, out var uri) || uri.AbsolutePath != "/" || uri.Scheme is not ("http" or "https"))
+            {
+                errors.Add($"Timbre:Auth:AllowedOrigins has '{origin}': an origin is scheme://host[:port], such as http://studio.local:8080.");
+            }
+        }
+
+        if (auth.ApiKeys.Count == 0 && !auth.AllowInsecure && Listening.NonLoopback(configuration) is { } exposed)
+        {
+            errors.Add($"Timbre would listen on {exposed}, reachable from the network, with no API keys. Set Timbre:Auth:ApiKeys (for example Timbre__Auth__ApiKeys__0=$(openssl rand -hex 24)), or listen on 127.0.0.1, or set Timbre:Auth:AllowInsecure=true to let anyone on the network use it.");
+        }
+    }
+}
+
+/// <summary>The addresses Kestrel is configured to listen on, as far as configuration says.</summary>
+public static class Listening
+{
+    /// <summary>The first configured URL that is not loopback, or null when all are.</summary>
+    public static string? NonLoopback(IConfiguration configuration)
+    {
+        var urls = (configuration["urls"] ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Concat(configuration.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>());
+        var ports = (configuration["http_ports"] ?? "") + ";" + (configuration["https_ports"] ?? "");
+        if (ports.Split(';', StringSplitOptions.RemoveEmptyEntries).Length > 0)
+        {
+            // http_ports binds every interface.
+            return $"*:{ports.Trim(';')}";
+        }
+
+        return urls.FirstOrDefault(u => !IsLoopback(u));
+    }
+
+    public static bool IsLoopback(string url)
+    {
+        var host = url.Split("://", 2) is [_, var rest] ? rest : url;
+        host = host.Split('/')[0];
+        host = host.StartsWith('[') ? host[..(host.IndexOf(']') + 1)] : host.Split(':')[0];
+        return host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+            || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
     }
 }

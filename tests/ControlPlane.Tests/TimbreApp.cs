@@ -1,14 +1,31 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 
 namespace Timbre.ControlPlane.Tests;
 
-/// <summary>The real ControlPlane (real embedded Python, real classic engine) over its own empty library.</summary>
+/// <summary>The real ControlPlane (real embedded Python, real classic engine) on Kestrel loopback, over its own empty library.</summary>
 public sealed class TimbreApp : WebApplicationFactory<Program>
 {
+    public TimbreApp() => UseKestrel(0);
+
     public string DataDirectory { get; } = Directory.CreateTempSubdirectory("timbre-test-").FullName;
+
+    /// <summary>Every log line the server wrote, at every level, in order.</summary>
+    public LogCapture Logs { get; } = new();
+
+    /// <summary>The server's address on loopback; starts it on first use.</summary>
+    public Uri BaseAddress
+    {
+        get
+        {
+            StartServer();
+            return ClientOptions.BaseAddress;
+        }
+    }
 
     public Dictionary<string, string?> Settings { get; } = [];
 
@@ -16,6 +33,15 @@ public sealed class TimbreApp : WebApplicationFactory<Program>
     {
         builder.UseSetting("Timbre:DataDirectory", DataDirectory);
         builder.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(Settings));
+        builder.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Trace).AddFilter(_ => true).AddProvider(Logs));
+    }
+
+    /// <summary>An HTTP client that sends <paramref name="key"/> as a bearer token.</summary>
+    public HttpClient CreateClient(string key)
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        return client;
     }
 
     /// <summary>Every file under the library with its size and content hash: equal before and after means untouched.</summary>
@@ -120,5 +146,51 @@ public sealed record Wav(int SampleRate, int Channels, int BitsPerSample, int Da
         }
 
         return new Wav(BitConverter.ToInt32(bytes, 24), BitConverter.ToInt16(bytes, 22), BitConverter.ToInt16(bytes, 34), bytes.Length - 44);
+    }
+}
+
+/// <summary>Collects every log line of the server under test, so tests can check order and content.</summary>
+public sealed class LogCapture : ILoggerProvider
+{
+    private readonly List<string> lines = [];
+
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (lines)
+            {
+                return lines.ToList();
+            }
+        }
+    }
+
+    /// <summary>Adds a line from the test itself, so the test's events and the server's share one order.</summary>
+    public void Mark(string line)
+    {
+        lock (lines)
+        {
+            lines.Add(line);
+        }
+    }
+
+    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(LogCapture owner, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var structured = state is IEnumerable<KeyValuePair<string, object?>> values ? string.Join(" ", values.Select(v => $"{v.Key}={v.Value}")) : "";
+            owner.Mark($"{logLevel} {category}: {formatter(state, exception)} | {structured} {exception}");
+        }
     }
 }

@@ -1,0 +1,120 @@
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Cors.Infrastructure;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Hosting;
+using Timbre.ControlPlane.Observability;
+using Timbre.ControlPlane.Speech;
+
+namespace Timbre.ControlPlane.Security;
+
+/// <summary>API keys on every route, per-key rate limits, and browsers kept to the origins Timbre trusts.</summary>
+public static class SecurityExtensions
+{
+    public static WebApplicationBuilder AddSecurity(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddLogRedaction();
+        builder.Services.AddAuthentication(ApiKeys.SchemeName).AddScheme<AuthenticationSchemeOptions, ApiKeys>(ApiKeys.SchemeName, null);
+        // Every endpoint needs a key unless it says otherwise (/health and /ready do).
+        builder.Services.AddAuthorizationBuilder().SetFallbackPolicy(
+            new AuthorizationPolicyBuilder(ApiKeys.SchemeName).RequireAuthenticatedUser().Build());
+
+        builder.Services.AddSingleton(sp => new RequestLimiter(CreateLimiter(sp.GetRequiredService<IOptions<TimbreOptions>>().Value.Limits.RequestsPerMinute)));
+        builder.Services.AddRateLimiter(_ => { });
+        builder.Services.AddOptions<RateLimiterOptions>().Configure<RequestLimiter, TimbreMetrics>((o, limiter, metrics) =>
+        {
+            o.GlobalLimiter = limiter.Limiter.WithTranslatedKey<HttpContext>(http => ApiKeys.ClientOf(http.User), leaveOpen: true);
+            // ASP.NET answers 503 by default; a client that sent too much should hear 429 and when to retry.
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            o.OnRejected = async (context, ct) =>
+            {
+                metrics.Rejected(Synthesizer.Reason(RejectionReason.RateLimited));
+                var retry = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var r) ? r : TimeSpan.FromSeconds(1);
+                var detail = $"Too many requests for this API key (Timbre:Limits:RequestsPerMinute). Retry in {Math.Ceiling(retry.TotalSeconds):0} s.";
+                var http = context.HttpContext;
+                await new RetryAfterResult(Problems.Create(StatusCodes.Status429TooManyRequests, detail, openAi: http.Request.Path.StartsWithSegments("/v1/audio")), retry).ExecuteAsync(http);
+            };
+        });
+
+        builder.Services.AddCors();
+        builder.Services.AddSingleton<ICorsPolicyProvider, TrustedOrigins>();
+        return builder;
+    }
+
+    public static WebApplication UseSecurity(this WebApplication app)
+    {
+        app.UseCors();
+        app.Use(RefuseForeignOrigins);
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
+        return app;
+    }
+
+    /// <summary>
+    /// A web page on another origin may still send "simple" requests (a form upload, a WebSocket) that
+    /// CORS does not stop; with auth off that would reach Timbre from any site the user visits. Any request
+    /// a browser marks with a foreign Origin is refused.
+    /// </summary>
+    private static async Task RefuseForeignOrigins(HttpContext http, RequestDelegate next)
+    {
+        var origin = http.Request.Headers.Origin.ToString();
+        if (origin.Length > 0 && !TrustedOrigins.Allows(http, origin))
+        {
+            var detail = $"Requests from pages at {origin} are refused. If that is your dashboard, add it to Timbre:Auth:AllowedOrigins.";
+            await Problems.Create(StatusCodes.Status403Forbidden, detail).ExecuteAsync(http);
+            return;
+        }
+
+        await next(http);
+    }
+
+    private static PartitionedRateLimiter<string> CreateLimiter(int requestsPerMinute)
+    {
+        if (requestsPerMinute == 0)
+        {
+            return PartitionedRateLimiter.Create<string, string>(RateLimitPartition.GetNoLimiter);
+        }
+
+        // Bursts up to a minute's worth, refilled evenly; the timer ticks at most once a second.
+        var (period, perPeriod) = requestsPerMinute >= 60
+            ? (TimeSpan.FromSeconds(1), requestsPerMinute / 60)
+            : (TimeSpan.FromSeconds(60.0 / requestsPerMinute), 1);
+        return PartitionedRateLimiter.Create<string, string>(client => RateLimitPartition.GetTokenBucketLimiter(client, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = requestsPerMinute,
+            TokensPerPeriod = perPeriod,
+            ReplenishmentPeriod = period,
+            QueueLimit = 0,
+            AutoReplenishment = true,
+        }));
+    }
+
+    /// <summary>Timbre's own origin (the dashboard it serves) and those in Timbre:Auth:AllowedOrigins.</summary>
+    private sealed class TrustedOrigins : ICorsPolicyProvider
+    {
+        public Task<CorsPolicy?> GetPolicyAsync(HttpContext context, string? policyName)
+        {
+            var origins = Configured(context).Append(Own(context)).ToArray();
+            var policy = new CorsPolicyBuilder()
+                .WithOrigins(origins)
+                .WithMethods("GET", "POST", "DELETE")
+                .AllowAnyHeader()
+                .AllowCredentials()
+                .WithExposedHeaders("Retry-After", "X-Sample-Rate")
+                .Build();
+            return Task.FromResult<CorsPolicy?>(policy);
+        }
+
+        public static bool Allows(HttpContext context, string origin) =>
+            origin.Equals(Own(context), StringComparison.OrdinalIgnoreCase)
+            || Configured(context).Any(o => o.Equals(origin, StringComparison.OrdinalIgnoreCase));
+
+        private static string Own(HttpContext context) => $"{context.Request.Scheme}://{context.Request.Host}";
+
+        private static IEnumerable<string> Configured(HttpContext context) =>
+            context.RequestServices.GetRequiredService<IOptions<TimbreOptions>>().Value.Auth.AllowedOrigins.Select(o => o.TrimEnd('/'));
+    }
+}

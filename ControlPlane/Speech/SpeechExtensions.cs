@@ -1,0 +1,45 @@
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Hosting;
+
+namespace Timbre.ControlPlane.Speech;
+
+/// <summary>Registers and maps everything that speaks: the scheduler, the REST endpoints and the hub.</summary>
+public static class SpeechExtensions
+{
+    public static WebApplicationBuilder AddSpeech(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<SpeechScheduler>();
+        builder.Services.AddSingleton<Synthesizer>();
+        builder.Services.AddSingleton<AudioEncoder>();
+        builder.Services.AddSingleton<SpeechRequests>();
+        builder.Services.AddSingleton<IHostLifetime, DrainOnSignal>();
+        // The drain has already waited for streams; what is left after it gets a short grace.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+
+        builder.Services.AddSignalR().AddMessagePackProtocol();
+        builder.Services.AddOptions<HubOptions>().Configure<IOptions<TimbreOptions>>((hub, timbre) =>
+        {
+            // A request is at most MaxTextLength characters (up to 4 bytes each in UTF-8) plus a few small fields.
+            hub.MaximumReceiveMessageSize = Math.Max(64 * 1024, (timbre.Value.Limits.MaxTextLength * 4L) + 4096);
+            // Each streaming call holds one engine slot; the scheduler, not the hub, decides how many run.
+            hub.MaximumParallelInvocationsPerClient = 1;
+            hub.EnableDetailedErrors = false;
+            hub.KeepAliveInterval = TimeSpan.FromSeconds(10);
+            hub.ClientTimeoutInterval = TimeSpan.FromSeconds(30);
+        });
+        return builder;
+    }
+
+    public static WebApplication MapSpeech(this WebApplication app)
+    {
+        app.MapNativeSpeech();
+        app.MapOpenAi();
+        app.MapHub<SpeechHub>("/hubs/speech", o =>
+        {
+            // The server sends audio; it receives only small requests.
+            o.ApplicationMaxBufferSize = 64 * 1024;
+        });
+        return app;
+    }
+}

@@ -1,0 +1,196 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.SignalR;
+using Timbre.ControlPlane.Engines;
+using Timbre.ControlPlane.Security;
+
+namespace Timbre.ControlPlane.Speech;
+
+/// <summary>/hubs/speech: speech as a stream of 16-bit PCM chunks, over JSON or MessagePack.</summary>
+public sealed class SpeechHub(Synthesizer synthesizer, SpeechRequests requests, RequestLimiter limiter) : Hub
+{
+    /// <summary>About 160 ms of audio per chunk: small enough to start playback at once, large enough to keep per-message overhead low.</summary>
+    public const double ChunkSeconds = 0.16;
+
+    /// <summary>
+    /// Streams speech for <paramref name="request"/>. The first chunk leaves as soon as the engine yields its
+    /// first fragment; cancelling the stream (or losing the connection) closes the engine's generator.
+    /// The last chunk has <c>IsFinal</c> set and no audio.
+    /// </summary>
+    public async IAsyncEnumerable<AudioChunk> StreamSpeech(SpeechRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var client = ApiKeys.ClientOf(Context.User);
+        if (limiter.TryAcquire(client) is { } retryAfter)
+        {
+            throw new HubException($"Too many requests for this API key: retry in {retryAfter.TotalSeconds:0} s.");
+        }
+
+        var (job, problem) = synthesizer.Check(
+            new SpeechInput(request.Text, request.Voice, request.Language, request.Engine, request.Instructions, request.Speed), SpeechFields.Native);
+        if (problem is not null)
+        {
+            throw new HubException(problem.Detail);
+        }
+
+        using var registration = requests.Register(client, request.RequestId, cancellationToken);
+        var stream = await StartAsync(job!, client, registration.Token);
+        await using (stream)
+        {
+            var perChunk = (int)(stream.SampleRate * ChunkSeconds);
+            long sequence = 0;
+            await using var audio = stream.ReadAllAsync(registration.Token).GetAsyncEnumerator(registration.Token);
+            while (await NextAsync(audio))
+            {
+                var samples = audio.Current;
+                for (var offset = 0; offset < samples.Length; offset += perChunk)
+                {
+                    yield return new AudioChunk
+                    {
+                        Sequence = sequence++,
+                        SampleRate = stream.SampleRate,
+                        Channels = 1,
+                        Pcm = Pcm.ToInt16(samples.AsSpan(offset, Math.Min(perChunk, samples.Length - offset))),
+                    };
+                }
+            }
+
+            yield return new AudioChunk { Sequence = sequence, SampleRate = stream.SampleRate, Channels = 1, Pcm = [], IsFinal = true };
+        }
+    }
+
+    /// <summary>Cancels this API key's stream with <paramref name="requestId"/>, from any connection. True when one was running.</summary>
+    public bool CancelSpeech(string requestId) => requests.Cancel(ApiKeys.ClientOf(Context.User), requestId);
+
+    private async Task<Synthesizer.SpeechStream> StartAsync(SpeechJob job, string client, CancellationToken ct)
+    {
+        try
+        {
+            return await synthesizer.StartAsync(job, client, ct);
+        }
+        catch (Exception e) when (e is SpeechRejectedException or EngineInputException or EngineUnavailableException or EngineFailedException)
+        {
+            // Only a HubException's message reaches the client; these messages say what to do.
+            throw new HubException(e.Message, e);
+        }
+    }
+
+    private static async Task<bool> NextAsync(IAsyncEnumerator<float[]> audio)
+    {
+        try
+        {
+            return await audio.MoveNextAsync();
+        }
+        catch (Exception e) when (e is SpeechRejectedException or EngineFailedException)
+        {
+            throw new HubException(e.Message, e);
+        }
+    }
+}
+
+/// <summary>The hub's request; the same fields as POST /v1/speech plus an optional request id.</summary>
+public sealed class SpeechRequest
+{
+    public string? Text { get; set; }
+
+    public string? Voice { get; set; }
+
+    public string? Language { get; set; }
+
+    public string? Engine { get; set; }
+
+    public string? Instructions { get; set; }
+
+    public double? Speed { get; set; }
+
+    /// <summary>The caller's id for this request: at most one stream per id per API key, and CancelSpeech(id) stops it.</summary>
+    public string? RequestId { get; set; }
+}
+
+/// <summary>One piece of a speech stream: mono 16-bit little-endian PCM.</summary>
+public sealed class AudioChunk
+{
+    public long Sequence { get; set; }
+
+    public int SampleRate { get; set; }
+
+    public int Channels { get; set; }
+
+    public byte[] Pcm { get; set; } = [];
+
+    public bool IsFinal { get; set; }
+}
+
+/// <summary>The hub streams running now, by API key and request id, so that each id streams once and can be cancelled.</summary>
+public sealed class SpeechRequests
+{
+    private readonly ConcurrentDictionary<(string Client, string Id), CancellationTokenSource> running = new();
+
+    public Registration Register(string client, string? requestId, CancellationToken streamToken)
+    {
+        var key = (client, requestId ?? Guid.NewGuid().ToString("n"));
+        if (key.Item2.Length > 128)
+        {
+            throw new HubException("RequestId is longer than 128 characters.");
+        }
+
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(streamToken);
+        if (!running.TryAdd(key, cts))
+        {
+            cts.Dispose();
+            throw new HubException($"Request '{key.Item2}' is already streaming; use a new RequestId or cancel that one first.");
+        }
+
+        return new Registration(this, key, cts);
+    }
+
+    public bool Cancel(string client, string requestId)
+    {
+        if (!running.TryGetValue((client, requestId), out var cts))
+        {
+            return false;
+        }
+
+        try
+        {
+            cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A running stream's place in the registry; disposing it frees the id.</summary>
+    public sealed class Registration(SpeechRequests owner, (string, string) key, CancellationTokenSource cts) : IDisposable
+    {
+        public CancellationToken Token => cts.Token;
+
+        public void Dispose()
+        {
+            owner.running.TryRemove(new KeyValuePair<(string, string), CancellationTokenSource>(key, cts));
+            cts.Dispose();
+        }
+    }
+}
+
+/// <summary>The per-key request limit, shared by HTTP (through the rate-limiting middleware) and the hub.</summary>
+public sealed class RequestLimiter(PartitionedRateLimiter<string> limiter)
+{
+    public PartitionedRateLimiter<string> Limiter { get; } = limiter;
+
+    /// <summary>Null when the request may go ahead, else how long to wait.</summary>
+    public TimeSpan? TryAcquire(string client)
+    {
+        using var lease = Limiter.AttemptAcquire(client);
+        if (lease.IsAcquired)
+        {
+            return null;
+        }
+
+        return lease.TryGetMetadata(MetadataName.RetryAfter, out var retry) ? retry : TimeSpan.FromSeconds(1);
+    }
+}

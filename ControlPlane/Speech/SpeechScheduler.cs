@@ -1,0 +1,251 @@
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Hosting;
+using Timbre.ControlPlane.Observability;
+
+namespace Timbre.ControlPlane.Speech;
+
+/// <summary>Admission to the engines: a bounded, fair queue per engine in front of a fixed number of slots.</summary>
+/// <remarks>
+/// Each engine has its own slots (how many streams it runs at once) and its own queue. Waiting
+/// requests are grouped by client (API key) and served round-robin, so one client sending fifty
+/// requests cannot starve another sending one. A full queue refuses at once: a client is better
+/// served by a 429 with Retry-After than by a request that waits minutes and then times out.
+/// </remarks>
+public sealed class SpeechScheduler
+{
+    private readonly Dictionary<string, Lane> lanes;
+    private volatile bool draining;
+
+    public SpeechScheduler(IOptions<TimbreOptions> options, TimbreMetrics metrics)
+    {
+        var speech = options.Value.Speech;
+        lanes = EngineOptions.Known.ToDictionary(e => e, e => new Lane(speech.ConcurrencyOf(e), speech.QueueLength), StringComparer.OrdinalIgnoreCase);
+        metrics.AddGauges(() => lanes.SelectMany(l => new[]
+        {
+            new TimbreMetrics.Gauge("timbre_queue_depth", "Requests waiting for an engine slot.", $"engine=\"{l.Key}\"", l.Value.Waiting),
+            new TimbreMetrics.Gauge("timbre_streams_in_flight", "Speech streams holding an engine slot.", $"engine=\"{l.Key}\"", l.Value.Running),
+        }));
+    }
+
+    /// <summary>True once SIGTERM arrived: nothing new is admitted.</summary>
+    public bool Draining => draining;
+
+    /// <summary>Requests holding a slot on any engine.</summary>
+    public int Running => lanes.Values.Sum(l => l.Running);
+
+    public int Waiting(string engine) => lanes[engine].Waiting;
+
+    public int RunningOn(string engine) => lanes[engine].Running;
+
+    /// <summary>Stops admitting requests; those waiting are refused too.</summary>
+    public void BeginDrain()
+    {
+        draining = true;
+        foreach (var lane in lanes.Values)
+        {
+            lane.RefuseWaiting(new SpeechRejectedException(RejectionReason.Draining, "Timbre is shutting down; retry on another instance or after the restart.", null));
+        }
+    }
+
+    /// <summary>Waits for a slot on <paramref name="engine"/>; the returned lease frees it.</summary>
+    /// <exception cref="SpeechRejectedException">The queue is full or Timbre is draining.</exception>
+    public ValueTask<SpeechLease> EnterAsync(string engine, string client, CancellationToken cancellationToken)
+    {
+        if (draining)
+        {
+            throw new SpeechRejectedException(RejectionReason.Draining, "Timbre is shutting down; retry on another instance or after the restart.", null);
+        }
+
+        return lanes[engine].EnterAsync(engine, client, cancellationToken);
+    }
+
+    private sealed class Lane(int slots, int queueLength)
+    {
+        private readonly Lock gate = new();
+        private readonly Dictionary<string, Queue<Waiter>> byClient = new(StringComparer.Ordinal);
+        // Clients with someone waiting, in the order they are next served.
+        private readonly LinkedList<string> turn = new();
+        private int running;
+        private int waiting;
+        // Exponentially weighted mean of how long a request holds a slot, for Retry-After.
+        private double meanHoldSeconds = 2;
+
+        public int Running => Volatile.Read(ref running);
+
+        public int Waiting => Volatile.Read(ref waiting);
+
+        public ValueTask<SpeechLease> EnterAsync(string engine, string client, CancellationToken ct)
+        {
+            ct.ThrowIfCancellationRequested();
+            Waiter waiter;
+            lock (gate)
+            {
+                if (running < slots && waiting == 0)
+                {
+                    running++;
+                    return ValueTask.FromResult(new SpeechLease(Release, engine));
+                }
+
+                if (waiting >= queueLength)
+                {
+                    var retry = TimeSpan.FromSeconds(Math.Clamp(Math.Ceiling(meanHoldSeconds * (waiting + 1) / slots), 1, 120));
+                    throw new SpeechRejectedException(
+                        RejectionReason.QueueFull,
+                        $"The {engine} engine is busy: {running} requests are running and {waiting} waiting, the most it queues. Retry in {retry.TotalSeconds:0} s.",
+                        retry);
+                }
+
+                waiter = new Waiter(client, engine);
+                if (!byClient.TryGetValue(client, out var queue))
+                {
+                    byClient[client] = queue = new Queue<Waiter>();
+                    turn.AddLast(client);
+                }
+
+                queue.Enqueue(waiter);
+                waiting++;
+            }
+
+            return WaitAsync(waiter, ct);
+        }
+
+        private async ValueTask<SpeechLease> WaitAsync(Waiter waiter, CancellationToken ct)
+        {
+            await using (ct.Register(() => Abandon(waiter)))
+            {
+                return await waiter.Admitted.Task.ConfigureAwait(false);
+            }
+        }
+
+        private void Abandon(Waiter waiter)
+        {
+            lock (gate)
+            {
+                if (waiter.Admitted.Task.IsCompleted)
+                {
+                    return;
+                }
+
+                Remove(waiter);
+                waiter.Admitted.TrySetCanceled();
+            }
+        }
+
+        private void Remove(Waiter waiter)
+        {
+            var queue = byClient[waiter.Client];
+            var kept = queue.Where(w => w != waiter).ToArray();
+            queue.Clear();
+            foreach (var w in kept)
+            {
+                queue.Enqueue(w);
+            }
+
+            waiting--;
+            if (queue.Count == 0)
+            {
+                byClient.Remove(waiter.Client);
+                turn.Remove(waiter.Client);
+            }
+        }
+
+        public void RefuseWaiting(Exception reason)
+        {
+            lock (gate)
+            {
+                foreach (var w in byClient.Values.SelectMany(q => q))
+                {
+                    w.Admitted.TrySetException(reason);
+                }
+
+                byClient.Clear();
+                turn.Clear();
+                waiting = 0;
+            }
+        }
+
+        public void Release(TimeSpan held)
+        {
+            lock (gate)
+            {
+                meanHoldSeconds = (0.8 * meanHoldSeconds) + (0.2 * held.TotalSeconds);
+                running--;
+                // The freed slot goes to the client whose turn it is, then that client goes to the back.
+                while (turn.First is { } next)
+                {
+                    var client = next.Value;
+                    var queue = byClient[client];
+                    var waiter = queue.Dequeue();
+                    waiting--;
+                    turn.RemoveFirst();
+                    if (queue.Count > 0)
+                    {
+                        turn.AddLast(client);
+                    }
+                    else
+                    {
+                        byClient.Remove(client);
+                    }
+
+                    running++;
+                    if (waiter.Admitted.TrySetResult(new SpeechLease(Release, waiter.Engine)))
+                    {
+                        return;
+                    }
+
+                    running--;
+                }
+            }
+        }
+    }
+
+    private sealed class Waiter(string client, string engine)
+    {
+        public string Client { get; } = client;
+
+        public string Engine { get; } = engine;
+
+        public TaskCompletionSource<SpeechLease> Admitted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>A held engine slot; disposing it gives the slot to the next waiting client.</summary>
+    public sealed class SpeechLease : IDisposable
+    {
+        private readonly Action<TimeSpan> release;
+        private readonly long started = TimeProvider.System.GetTimestamp();
+        private int released;
+
+        internal SpeechLease(Action<TimeSpan> release, string engine)
+        {
+            this.release = release;
+            Engine = engine;
+        }
+
+        public string Engine { get; }
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref released, 1) == 0)
+            {
+                release(TimeProvider.System.GetElapsedTime(started));
+            }
+        }
+    }
+}
+
+/// <summary>Why a request was refused before it reached an engine.</summary>
+public enum RejectionReason
+{
+    QueueFull,
+    Draining,
+    RateLimited,
+    Timeout,
+}
+
+/// <summary>A request refused by the scheduler: 429 with Retry-After when full, 503 when draining.</summary>
+public sealed class SpeechRejectedException(RejectionReason reason, string message, TimeSpan? retryAfter) : Exception(message)
+{
+    public RejectionReason Reason { get; } = reason;
+
+    public TimeSpan? RetryAfter { get; } = retryAfter;
+}

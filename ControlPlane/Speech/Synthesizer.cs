@@ -1,0 +1,247 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Engines;
+using Timbre.ControlPlane.Hosting;
+using Timbre.ControlPlane.Observability;
+using Timbre.ControlPlane.Voices;
+
+namespace Timbre.ControlPlane.Speech;
+
+/// <summary>What every speech endpoint asks for, before it is checked.</summary>
+public sealed record SpeechInput(string? Text, string? Voice, string? Language, string? Engine, string? Instructions, double? Speed);
+
+/// <summary>The names a given API uses for the fields of <see cref="SpeechInput"/>, so errors name the caller's field.</summary>
+public sealed record SpeechFields(string Text, string Voice, string Engine)
+{
+    public static readonly SpeechFields Native = new("text", "voice", "engine");
+}
+
+/// <summary>A checked request: an engine, a voice that exists and what to say.</summary>
+public sealed record SpeechJob(string Engine, VoiceRecord Voice, string VoiceDirectory, IReadOnlyList<EngineSample> Samples, EngineSpeechRequest Request);
+
+/// <summary>Why a request cannot be served, with the status and field to report.</summary>
+public sealed record SpeechProblem(int Status, string Detail, string? Field);
+
+/// <summary>Between the endpoints and the engines: checks requests, admits them through the scheduler, measures them.</summary>
+public sealed partial class Synthesizer(
+    EngineHost engines,
+    SpeechScheduler scheduler,
+    VoiceLibrary voices,
+    TimbreMetrics metrics,
+    IOptions<TimbreOptions> options,
+    ILogger<Synthesizer> logger)
+{
+    private readonly TimbreOptions settings = options.Value;
+
+    /// <summary>Checks a request against the limits and the library; the problem says what to change.</summary>
+    public (SpeechJob? Job, SpeechProblem? Problem) Check(SpeechInput input, SpeechFields fields)
+    {
+        var maxText = settings.Limits.MaxTextLength;
+        if (string.IsNullOrWhiteSpace(input.Text))
+        {
+            return Fail(400, $"{fields.Text} is empty: give the words to speak.", fields.Text);
+        }
+
+        if (input.Text.Length > maxText)
+        {
+            return Fail(400, $"{fields.Text} is {input.Text.Length} characters; at most {maxText} are accepted per request. Split it into several requests.", fields.Text);
+        }
+
+        if (input.Speed is { } speed && (speed < 0.25 || speed > 4.0 || double.IsNaN(speed)))
+        {
+            return Fail(400, $"speed must be between 0.25 and 4.0, got {speed}.", "speed");
+        }
+
+        var engine = input.Engine ?? engines.DefaultEngine;
+        if (!EngineOptions.Known.Contains(engine))
+        {
+            return Fail(400, $"{fields.Engine} '{engine}' does not exist; use one of {string.Join(", ", EngineOptions.Known)}.", fields.Engine);
+        }
+
+        if (string.IsNullOrWhiteSpace(input.Voice))
+        {
+            return Fail(400, $"{fields.Voice} is required: give a voice id or name from GET /v1/voices.", fields.Voice);
+        }
+
+        if (voices.Find(input.Voice) is not { } voice)
+        {
+            return Fail(404, $"No voice '{input.Voice}'. GET /v1/voices lists the voices; POST /v1/voices enrols one.", fields.Voice);
+        }
+
+        var request = new EngineSpeechRequest(input.Text, input.Language ?? voice.Language, input.Speed ?? 1.0, input.Instructions);
+        return (new SpeechJob(engine, voice, voices.FolderOf(voice.Id)!, voices.EngineSamples(voice), request), null);
+    }
+
+    private static (SpeechJob?, SpeechProblem?) Fail(int status, string detail, string? field) => (null, new SpeechProblem(status, detail, field));
+
+    /// <summary>
+    /// Admits the job, starts the engine and waits for its first audio, so that refusals and bad input
+    /// surface as errors before a caller commits to a response.
+    /// </summary>
+    /// <exception cref="SpeechRejectedException">Queue full, draining, or the request timed out before audio.</exception>
+    /// <exception cref="EngineInputException">The engine refused the request.</exception>
+    /// <exception cref="EngineUnavailableException">The engine cannot load.</exception>
+    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, CancellationToken cancellationToken)
+    {
+        var arrived = TimeProvider.System.GetTimestamp();
+        var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(settings.Speech.RequestTimeoutSeconds));
+        SpeechScheduler.SpeechLease? lease = null;
+        IAsyncEnumerator<float[]>? chunks = null;
+        try
+        {
+            lease = await scheduler.EnterAsync(job.Engine, client, timeout.Token);
+            var info = await engines.LoadAsync(job.Engine, timeout.Token);
+            chunks = engines.StreamAsync(job.Engine, job.VoiceDirectory, job.Samples, job.Request, timeout.Token).GetAsyncEnumerator(timeout.Token);
+            if (!await chunks.MoveNextAsync())
+            {
+                throw new EngineInputException("The engine produced no audio for this text.");
+            }
+
+            metrics.TimeToFirstAudio(job.Engine, TimeProvider.System.GetElapsedTime(arrived));
+            return new SpeechStream(this, job, info.SampleRate, chunks, lease, timeout);
+        }
+        catch (Exception e)
+        {
+            if (chunks is not null)
+            {
+                await chunks.DisposeAsync();
+            }
+
+            lease?.Dispose();
+            var timedOut = timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested;
+            timeout.Dispose();
+            switch (e)
+            {
+                case SpeechRejectedException r:
+                    metrics.Rejected(Reason(r.Reason));
+                    throw;
+                case OperationCanceledException when timedOut:
+                    metrics.Rejected(Reason(RejectionReason.Timeout));
+                    throw new SpeechRejectedException(RejectionReason.Timeout, $"No audio within {settings.Speech.RequestTimeoutSeconds:0} s (Timbre:Speech:RequestTimeoutSeconds); the engine is overloaded or the text too long.", null);
+                case EngineFailedException:
+                    metrics.EngineError(job.Engine);
+                    metrics.StreamEnded(job.Engine, "failed");
+                    throw;
+                default:
+                    throw;
+            }
+        }
+    }
+
+    /// <summary>The metric label for a rejection reason.</summary>
+    public static string Reason(RejectionReason reason) => reason switch
+    {
+        RejectionReason.QueueFull => "queue_full",
+        RejectionReason.Draining => "draining",
+        RejectionReason.RateLimited => "rate_limited",
+        RejectionReason.Timeout => "timeout",
+        _ => "other",
+    };
+
+    private void Ended(SpeechJob job, string outcome, int chunks, double audioSeconds, TimeSpan elapsed)
+    {
+        metrics.StreamEnded(job.Engine, outcome);
+        if (outcome == "completed" && audioSeconds > 0)
+        {
+            metrics.RealTimeFactor(job.Engine, elapsed.TotalSeconds / audioSeconds);
+        }
+
+        if (outcome == "failed")
+        {
+            metrics.EngineError(job.Engine);
+        }
+
+        LogEnded(logger, job.Engine, job.Voice.Id, outcome, chunks, audioSeconds);
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Speech stream on {Engine} for voice {Voice} ended {Outcome}: {Chunks} engine chunks, {AudioSeconds:0.00} s of audio")]
+    private static partial void LogEnded(ILogger logger, string engine, string voice, string outcome, int chunks, double audioSeconds);
+
+    /// <summary>
+    /// An admitted request whose first audio is ready. Reading it to the end completes it; disposing it
+    /// early closes the engine's generator and frees the engine slot.
+    /// </summary>
+    public sealed class SpeechStream : IAsyncDisposable
+    {
+        private readonly Synthesizer owner;
+        private readonly IAsyncEnumerator<float[]> chunks;
+        private readonly SpeechScheduler.SpeechLease lease;
+        private readonly CancellationTokenSource timeout;
+        private readonly long started = TimeProvider.System.GetTimestamp();
+        private int count;
+        private long samples;
+        private string? outcome;
+        private int disposed;
+
+        internal SpeechStream(Synthesizer owner, SpeechJob job, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout)
+        {
+            this.owner = owner;
+            this.chunks = chunks;
+            this.lease = lease;
+            this.timeout = timeout;
+            Job = job;
+            SampleRate = sampleRate;
+        }
+
+        public SpeechJob Job { get; }
+
+        public int SampleRate { get; }
+
+        /// <summary>Mono float32 chunks, the first one included; read once.</summary>
+        public async IAsyncEnumerable<float[]> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+        {
+            var current = chunks.Current;
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                count++;
+                samples += current.Length;
+                yield return current;
+                bool more;
+                try
+                {
+                    more = await chunks.MoveNextAsync();
+                }
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    outcome = "timeout";
+                    throw new SpeechRejectedException(RejectionReason.Timeout, "The request ran past Timbre:Speech:RequestTimeoutSeconds and was stopped.", null);
+                }
+                catch (EngineFailedException)
+                {
+                    outcome = "failed";
+                    throw;
+                }
+
+                if (!more)
+                {
+                    outcome = "completed";
+                    yield break;
+                }
+
+                current = chunks.Current;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref disposed, 1) != 0)
+            {
+                return;
+            }
+
+            try
+            {
+                // Leaving before the end closes the Python generator here, before the slot is freed.
+                await chunks.DisposeAsync();
+            }
+            finally
+            {
+                lease.Dispose();
+                timeout.Dispose();
+                owner.Ended(Job, outcome ?? "cancelled", count, samples / (double)SampleRate, TimeProvider.System.GetElapsedTime(started));
+            }
+        }
+    }
+}
