@@ -30,12 +30,33 @@ public static class HostingExtensions
             {
                 ctx.ProblemDetails.Status = bad.StatusCode;
                 ctx.ProblemDetails.Title = "Invalid request";
-                ctx.ProblemDetails.Detail = bad.InnerException is System.Text.Json.JsonException json
-                    ? $"The JSON body could not be read: {json.Message}"
-                    : bad.Message;
+                ctx.ProblemDetails.Detail = bad.Message;
+                if (bad.InnerException is System.Text.Json.JsonException json)
+                {
+                    var field = FieldOf(json.Path);
+                    ctx.ProblemDetails.Detail = field is null
+                        ? $"The JSON body could not be read: {json.Message}"
+                        : $"{field} has the wrong type: check the value sent for '{field}' (the JSON reader said: {json.Message})";
+                    if (field is not null)
+                    {
+                        ctx.ProblemDetails.Extensions["field"] = field;
+                    }
+                }
             }
         });
         return builder;
+    }
+
+    /// <summary>"input" from a JSON path such as "$.input" or "$['input']"; null for the body itself or a malformed document.</summary>
+    private static string? FieldOf(string? path)
+    {
+        if (string.IsNullOrEmpty(path) || path == "$")
+        {
+            return null;
+        }
+
+        var name = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$').Trim('[', ']', '\'', '"');
+        return name.Length == 0 ? null : name;
     }
 
     /// <summary>voices/ beside the repository when run from a checkout, else /var/lib/timbre.</summary>

@@ -36,6 +36,24 @@ public sealed class TimbreApp : WebApplicationFactory<Program>
         builder.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Trace).AddFilter(_ => true).AddProvider(Logs));
     }
 
+    /// <summary>Enrols an espeak-ng reference speaker as <paramref name="name"/> through the real upload endpoint.</summary>
+    public async Task<string> EnrolAsync(string name, string? key = null)
+    {
+        using var client = key is null ? CreateClient() : CreateClient(key);
+        using var form = new MultipartFormDataContent { { new StringContent(name), "name" } };
+        var file = new ByteArrayContent(Audio.Espeak(Audio.Reference));
+        file.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("audio/wav");
+        form.Add(file, "files", "ref.wav");
+        using var response = await client.PostAsync("/v1/voices", form);
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        var created = await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<System.Text.Json.JsonElement>(response.Content);
+        return created.GetProperty("id").GetString()!;
+    }
+
+    /// <summary>A service of the running server.</summary>
+    public T Get<T>()
+        where T : notnull => Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<T>(Services);
+
     /// <summary>An HTTP client that sends <paramref name="key"/> as a bearer token.</summary>
     public HttpClient CreateClient(string key)
     {
@@ -87,6 +105,10 @@ public static class Audio
             File.Delete(path);
         }
     }
+
+    /// <summary>A long text: many sentences, so synthesis lasts well beyond the first chunk.</summary>
+    public static string LongText(int sentences = 40) => string.Join(" ", Enumerable.Range(1, sentences).Select(i =>
+        $"This is sentence number {i} of a long text that keeps the engine busy for a while."));
 
     public const string Reference =
         "The small pup gnawed a hole in the sock. The fish twisted and turned on the bent hook. Press the pants and sew a button on the vest.";
