@@ -34,10 +34,11 @@ public static class HostingExtensions
                 if (bad.InnerException is System.Text.Json.JsonException json)
                 {
                     var field = FieldOf(json.Path);
-                    ctx.ProblemDetails.Detail = field is null
-                        ? $"The JSON body could not be read: {json.Message}"
-                        : $"{field} has the wrong type: check the value sent for '{field}' (the JSON reader said: {json.Message})";
-                    if (field is not null)
+                    var wrongType = field is not null && json.Message.StartsWith("The JSON value could not be converted", StringComparison.Ordinal);
+                    ctx.ProblemDetails.Detail = wrongType
+                        ? $"{field} has the wrong type: send {Expected(json.Message)}."
+                        : $"The JSON body could not be read: {json.Message}";
+                    if (wrongType)
                     {
                         ctx.ProblemDetails.Extensions["field"] = field;
                     }
@@ -46,6 +47,13 @@ public static class HostingExtensions
         });
         return builder;
     }
+
+    /// <summary>What a field should have been, in a caller's words, from System.Text.Json's conversion message.</summary>
+    private static string Expected(string message) =>
+        message.Contains("System.Double", StringComparison.Ordinal) || message.Contains("System.Single", StringComparison.Ordinal) || message.Contains("System.Int", StringComparison.Ordinal)
+            ? "a number"
+            : message.Contains("System.Boolean", StringComparison.Ordinal) ? "true or false"
+            : message.Contains("System.String", StringComparison.Ordinal) ? "a string" : "a value of the documented type";
 
     /// <summary>"input" from a JSON path such as "$.input" or "$['input']"; null for the body itself or a malformed document.</summary>
     private static string? FieldOf(string? path)

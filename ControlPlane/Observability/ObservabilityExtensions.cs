@@ -28,7 +28,15 @@ public static class ObservabilityExtensions
             .WithTags("Operations")
             .WithSummary("Prometheus metrics");
         app.MapOpenApi();
-        app.MapScalarApiReference("/docs", o => o.WithTitle("Timbre API"));
+        // Scalar marks its script anonymous; like every other route here but /health and /ready, it needs a key.
+        app.MapScalarApiReference("/docs", o => o.WithTitle("Timbre API")).Finally(endpoint =>
+        {
+            var anonymous = endpoint.Metadata.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().ToList();
+            foreach (var m in anonymous)
+            {
+                endpoint.Metadata.Remove(m);
+            }
+        });
         return app;
     }
 }

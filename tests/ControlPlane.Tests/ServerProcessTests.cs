@@ -51,7 +51,7 @@ public sealed class ServerProcessTests : IDisposable
         Assert.Contains("Timbre:Python:Executable", log.ToString(), StringComparison.Ordinal);
     }
 
-    private Process Start(int port, string python, out StringBuilder log)
+    private Process Start(int port, string python, out StringBuilder log, params string[] extra)
     {
         var config = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
         var root = AppContext.BaseDirectory;
@@ -62,7 +62,7 @@ public sealed class ServerProcessTests : IDisposable
 
         var dll = Path.Combine(root, "ControlPlane", "bin", config, "net10.0", "Timbre.ControlPlane.dll");
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(dll)! };
-        foreach (var a in new[] { dll, "--urls", $"http://127.0.0.1:{port}", "--Timbre:DataDirectory", Path.Combine(work.FullName, "data"), "--Timbre:Python:Executable", python })
+        foreach (var a in new[] { dll, "--urls", $"http://127.0.0.1:{port}", "--Timbre:DataDirectory", Path.Combine(work.FullName, "data"), "--Timbre:Python:Executable", python }.Concat(extra))
         {
             psi.ArgumentList.Add(a);
         }
@@ -76,6 +76,53 @@ public sealed class ServerProcessTests : IDisposable
         process.BeginErrorReadLine();
         log = output;
         return process;
+    }
+
+    [Fact]
+    public async Task SIGTERM_drains_streams_in_flight_refuses_new_work_and_exits_cleanly()
+    {
+        var port = FreePort();
+        using var server = Start(port, "/usr/bin/python3", out var log, "--Timbre:Speech:DrainTimeoutSeconds", "120");
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            await WaitReadyAsync(http, server, log);
+            using var form = new MultipartFormDataContent { { new StringContent("Ada"), "name" }, { new ByteArrayContent(Audio.Espeak(Audio.Reference)), "files", "ref.wav" } };
+            Assert.Equal(HttpStatusCode.Created, (await http.PostAsync("/v1/voices", form)).StatusCode);
+
+            // A long stream is under way, its first audio already received …
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/speech") { Content = System.Net.Http.Json.JsonContent.Create(new { text = Audio.LongText(30), voice = "ada", stream = true, format = "pcm" }) };
+            using var inFlight = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            var body = await inFlight.Content.ReadAsStreamAsync();
+            var received = new MemoryStream();
+            var buffer = new byte[8192];
+            received.Write(buffer, 0, await body.ReadAsync(buffer));
+
+            // … when the service manager stops Timbre.
+            Audio.Run("kill", "-TERM", server.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            for (var i = 0; i < 200 && (await http.GetAsync("/ready")).StatusCode != HttpStatusCode.ServiceUnavailable; i++)
+            {
+                await Task.Delay(25);
+            }
+
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await http.GetAsync("/ready")).StatusCode);
+            using var refused = await http.PostAsync("/v1/speech", System.Net.Http.Json.JsonContent.Create(new { text = "Too late.", voice = "ada" }));
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+
+            // The stream in flight still runs to its end: thirty sentences are well over a minute of audio.
+            await body.CopyToAsync(received);
+            Assert.True(received.Length / 2 / 24000.0 > 60, $"the drained stream was cut short at {received.Length / 2 / 24000.0:0.0} s");
+            Assert.True(server.WaitForExit(30_000), "the server did not exit after draining");
+            Assert.Equal(0, server.ExitCode);
+            Assert.Contains("Draining: 1 speech streams in flight", log.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+        }
     }
 
     private static async Task WaitReadyAsync(HttpClient http, Process server, StringBuilder log)
