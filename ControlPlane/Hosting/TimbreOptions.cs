@@ -27,12 +27,12 @@ public sealed class SpeechOptions
 {
     /// <summary>
     /// Streams each engine runs at once. The classic engine interleaves sentence by sentence on the
-    /// Python thread at about 40× real time, so eight streams still each run faster than playback;
+    /// Python thread at about 30× real time, so sixteen streams still each run faster than playback;
     /// a GPU engine runs one generation at a time unless it batches.
     /// </summary>
     public Dictionary<string, int> Concurrency { get; set; } = new(StringComparer.OrdinalIgnoreCase)
     {
-        ["classic"] = 8,
+        ["classic"] = 16,
         ["qwen3"] = 1,
         ["xtts"] = 1,
     };

@@ -6,6 +6,7 @@ tract scale (resampling) and the long-term spectral envelope (a linear-phase EQ)
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from typing import Iterator, Sequence
 
@@ -55,6 +56,10 @@ class ClassicEngine:
     def __init__(self, voice: str = "rms") -> None:
         self._voice_name = voice
         self._flite: Flite | None = None
+        # flite runs in C with the GIL released, so the next fragment's synthesis overlaps this
+        # fragment's signal processing (and other streams' work) on another core. One worker: flite
+        # keeps settings on its shared voice, so its calls are serialised anyway.
+        self._synth: ThreadPoolExecutor | None = None
         self._base: dict[str, float] | None = None
         self._base_envelope: np.ndarray | None = None
 
@@ -63,6 +68,7 @@ class ClassicEngine:
         if self._flite is not None:
             return
         self._flite = Flite(self._voice_name)
+        self._synth = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flite")
         x = self._flite.synthesize(CALIBRATION)
         stats = analysis.pitch_stats(analysis.yin_pitch(x, FLITE_RATE))
         self._base = {
@@ -104,23 +110,37 @@ class ClassicEngine:
             raise EngineInputError("text has nothing to say: give at least one word")
         profile = self.prepare_voice(voice_dir, samples)
         eq = np.asarray(profile["eq_taps"], dtype=np.float64)
-        for i, part in enumerate(parts):
-            audio = self._render(part.text, profile, eq, request.speed)
-            if i == len(parts) - 1:
-                yield audio
-                continue
-            # The pause belongs to the fragment before it, so the first chunk leaves without one.
-            pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
-            yield np.concatenate([audio, pause])
+        pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed)
+        try:
+            for i, part in enumerate(parts):
+                current = pending
+                if i + 1 < len(parts):
+                    pending = self._start(parts[i + 1].text, profile, request.speed)
+                audio = self._finish(current.result(), profile, eq)
+                if i == len(parts) - 1:
+                    yield audio
+                    continue
+                # The pause belongs to the fragment before it, so the first chunk leaves without one.
+                pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
+                yield np.concatenate([audio, pause])
+        finally:
+            # A closed stream leaves no synthesis queued behind other streams.
+            pending.cancel()
 
     # -- internals ------------------------------------------------------------------------
+    def _start(self, text: str, profile: dict[str, object], speed: float) -> Future[np.ndarray]:
+        assert self._flite is not None and self._synth is not None
+        return self._synth.submit(self._flite.synthesize, text, duration_stretch=_stretch(profile, speed))
+
     def _render(self, text: str, profile: dict[str, object], eq: np.ndarray | None, speed: float) -> np.ndarray:
         assert self._flite is not None
+        return self._finish(self._flite.synthesize(text, duration_stretch=_stretch(profile, speed)), profile, eq)
+
+    def _finish(self, x: np.ndarray, profile: dict[str, object], eq: np.ndarray | None) -> np.ndarray:
+        """flite's 16 kHz output reshaped towards the reference and brought to the output rate."""
         formant = float(profile["formant_scale"])  # type: ignore[arg-type]
-        stretch = float(profile["duration_stretch"]) * formant / speed  # type: ignore[arg-type]
-        x = self._flite.synthesize(text, duration_stretch=stretch)
         # Resampling by 1/formant scales every frequency by `formant` and shortens the audio by
-        # the same factor; the duration stretch above already paid that back.
+        # the same factor; _stretch already paid that back.
         x = _resample(x, 1.0 / formant)
         x = shift_pitch(x, FLITE_RATE, float(profile["target_median_hz"]), float(profile["range_factor"]))  # type: ignore[arg-type]
         y = _resample(x, OUTPUT_RATE / FLITE_RATE)
@@ -170,6 +190,11 @@ class ClassicEngine:
         assert self._base_envelope is not None
         profile["envelope_distance_before_db"] = analysis.envelope_distance(ref_env, self._base_envelope)
         return profile
+
+
+def _stretch(profile: dict[str, object], speed: float) -> float:
+    # Resampling by 1/formant later shortens the audio by the formant factor; stretch pays it back.
+    return float(profile["duration_stretch"]) * float(profile["formant_scale"]) / speed  # type: ignore[arg-type]
 
 
 def _design_eq(reference: np.ndarray, current: np.ndarray) -> np.ndarray:

@@ -13,10 +13,34 @@ def _fill_unvoiced(f0: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(f0)), voiced, f0[voiced])
 
 
-def _f0_at(times: np.ndarray, f0: np.ndarray, sr: int) -> np.ndarray:
-    """Frame F0 sampled at sample positions (nearest frame)."""
-    frames = np.round((times - frame_offset_samples(sr)) / (FRAME_HOP_S * sr)).astype(int)
-    return f0[np.clip(frames, 0, len(f0) - 1)]
+class _Track:
+    """Frame F0 looked up at a sample position with plain arithmetic: called once per pitch mark."""
+
+    def __init__(self, f0: np.ndarray, sr: int) -> None:
+        self._values = f0.tolist()
+        self._last = len(self._values) - 1
+        self._offset = frame_offset_samples(sr)
+        self._hop = FRAME_HOP_S * sr
+
+    def at(self, t: float) -> float:
+        if self._last < 0:
+            return 0.0
+        i = int(round((t - self._offset) / self._hop))
+        return self._values[0 if i < 0 else self._last if i > self._last else i]
+
+
+_WINDOWS: dict[int, np.ndarray] = {}
+
+
+def _half_windows(left: int, right: int) -> np.ndarray:
+    """Rising half-Hann of length left joined to a falling one of length right (cached: few sizes recur)."""
+    key = left * 100_000 + right
+    w = _WINDOWS.get(key)
+    if w is None:
+        w = np.concatenate([np.hanning(2 * left + 1)[:left], np.hanning(2 * right + 1)[right:-1]])
+        if len(_WINDOWS) < 20_000:
+            _WINDOWS[key] = w
+    return w
 
 
 def analysis_marks(x: np.ndarray, sr: int, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +54,9 @@ def analysis_marks(x: np.ndarray, sr: int, f0: np.ndarray) -> tuple[np.ndarray, 
     t = 0
     n = len(x)
     unvoiced_step = int(0.005 * sr)
+    track = _Track(f0, sr)
     while t < n:
-        f = _f0_at(np.array([t]), f0, sr)[0] if len(f0) else 0.0
+        f = track.at(t)
         if f > 0:
             period = int(sr / f)
             lo, hi = max(0, t - period // 4), min(n, t + period // 4 + 1)
@@ -72,25 +97,24 @@ def shift_pitch(x: np.ndarray, sr: int, target_median_hz: float, range_factor: f
     wsum = np.zeros_like(out)
     xp = np.pad(np.asarray(x, dtype=np.float64), (sr // 25, sr // 25))
     pad = sr // 25
-    tau = float(marks[0])
+    target_track = _Track(target, sr)
+    mark_list, voiced_list = marks.tolist(), is_voiced.tolist()
+    spacing_list, prev_list = spacing.tolist(), prev_spacing.tolist()
+    n_marks, length, n_out = len(mark_list), len(x), len(out)
+    tau = float(mark_list[0])
     j = 0
-    while tau < len(x):
+    while tau < length:
         # Nearest analysis mark to this synthesis instant (time scale is 1:1).
-        while j + 1 < len(marks) and abs(marks[j + 1] - tau) <= abs(marks[j] - tau):
+        while j + 1 < n_marks and abs(mark_list[j + 1] - tau) <= abs(mark_list[j] - tau):
             j += 1
-        m = marks[j]
-        left, right = int(prev_spacing[j]), int(spacing[j])
-        left, right = min(left, pad), min(right, pad)
-        seg = xp[pad + m - left : pad + m + right]
-        win = np.concatenate([np.hanning(2 * left + 1)[:left], np.hanning(2 * right + 1)[right:-1]])
+        m = mark_list[j]
+        left, right = min(int(prev_list[j]), pad), min(int(spacing_list[j]), pad)
         start = int(round(tau)) - left
-        if start >= 0 and start + len(seg) <= len(out):
-            out[start : start + len(seg)] += seg * win
-            wsum[start : start + len(seg)] += win
-        if is_voiced[j]:
-            step = sr / max(_f0_at(np.array([tau]), target, sr)[0], 40.0)
-        else:
-            step = float(spacing[j])
+        if start >= 0 and start + left + right <= n_out:
+            win = _half_windows(left, right)
+            out[start : start + left + right] += xp[pad + m - left : pad + m + right] * win
+            wsum[start : start + left + right] += win
+        step = sr / max(target_track.at(tau), 40.0) if voiced_list[j] else float(spacing_list[j])
         tau += max(step, 1.0)
     # Overlap grows when pitch rises; dividing by the summed windows keeps the level, and
     # never amplifies the gaps that appear when pitch falls.
