@@ -135,6 +135,25 @@ public sealed class SchedulerTests
         Assert.Equal(0, metrics.StreamsEnded("classic", "completed"));
     }
 
+    [Fact]
+    public async Task A_request_past_its_timeout_is_stopped_mid_stream()
+    {
+        using var app = new TimbreApp();
+        // Sixty sentences take the engine several seconds; the limit is one.
+        app.Settings["Timbre:Speech:RequestTimeoutSeconds"] = "1";
+        await app.EnrolAsync("Ada");
+        using var client = app.CreateClient();
+        using var response = await client.SendAsync(Speech(Audio.LongText(60), stream: true), HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var received = new MemoryStream();
+        // The server stops the body mid-way; the client sees a response that ended prematurely.
+        await Assert.ThrowsAsync<HttpRequestException>(() => response.Content.CopyToAsync(received));
+        var metrics = app.Get<TimbreMetrics>();
+        await SpeechHubTests.Eventually(() => metrics.StreamsEnded("classic", "timeout") == 1);
+        Assert.Equal(0, app.Get<SpeechScheduler>().RunningOn("classic"));
+        Assert.Equal(0, metrics.StreamsEnded("classic", "completed"));
+    }
+
     private static HttpRequestMessage Speech(string text, bool stream) =>
         new(HttpMethod.Post, "/v1/speech") { Content = JsonContent.Create(new { text, voice = "ada", stream }) };
 }

@@ -67,6 +67,22 @@ public sealed class VoiceAndSpeechTests : IDisposable
         Assert.InRange(outPitch, refPitch * 0.9, refPitch * 1.1);
     }
 
+    [Theory]
+    [InlineData("mp3", "audio/mpeg", "mp3")]
+    [InlineData("opus", "audio/ogg", "opus")]
+    [InlineData("flac", "audio/flac", "flac")]
+    public async Task Native_speech_streams_compressed_formats_through_ffmpeg(string format, string contentType, string codec)
+    {
+        await EnrolAsync("Ada");
+        var wav = Wav.Parse(await (await SpeakAsync(new { text = "Hello there. A second sentence.", voice = "ada" })).Content.ReadAsByteArrayAsync());
+        using var response = await SpeakAsync(new { text = "Hello there. A second sentence.", voice = "ada", format, stream = true });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(contentType, response.Content.Headers.ContentType?.MediaType);
+        var (actualCodec, seconds) = OpenAiTests.Probe(await response.Content.ReadAsByteArrayAsync());
+        Assert.Equal(codec, actualCodec);
+        Assert.InRange(seconds, wav.Seconds - 0.05, wav.Seconds + 0.15);
+    }
+
     [Fact]
     public async Task Voices_are_listed_fetched_and_deleted()
     {
