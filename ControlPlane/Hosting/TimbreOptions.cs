@@ -186,6 +186,12 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
             }
         }
 
+        var hosts = (configuration["AllowedHosts"] ?? "*").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (Listening.NonLoopback(configuration) is { } listening && hosts.All(Listening.IsLoopback))
+        {
+            errors.Add($"Timbre would listen on {listening}, but AllowedHosts ({string.Join(";", hosts)}) answers only to loopback names, so other machines would get 400. Set AllowedHosts to the names clients use, for example AllowedHosts=\"desktop.local;192.168.1.20\".");
+        }
+
         if (auth.ApiKeys.Count == 0 && !auth.AllowInsecure && Listening.NonLoopback(configuration) is { } exposed)
         {
             errors.Add($"Timbre would listen on {exposed}, reachable from the network, with no API keys. Set Timbre:Auth:ApiKeys (for example Timbre__Auth__ApiKeys__0=$(openssl rand -hex 24)), or listen on 127.0.0.1, or set Timbre:Auth:AllowInsecure=true to let anyone on the network use it.");

@@ -163,6 +163,7 @@ public sealed class SecurityTests : IDisposable
         var error = Assert.Throws<OptionsValidationException>(() => open.CreateClient());
         Assert.Contains("Timbre:Auth:ApiKeys", error.Message, StringComparison.Ordinal);
         Assert.Contains("AllowInsecure", error.Message, StringComparison.Ordinal);
+        Assert.Contains("AllowedHosts", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]

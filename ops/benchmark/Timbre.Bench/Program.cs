@@ -35,9 +35,10 @@ foreach (var (_, connect) in transports)
 foreach (var c in options.Concurrency)
 {
     var d = direct[c.ToString(CultureInfo.InvariantCulture)];
-    rows.Add(Row.Of("Python engine, direct (floor)", c, d.Select(x => new Result(x[0], x[1], 0, null)).ToList(), null));
+    rows.Add(Row.Of("Python engine, direct (floor)", c, d.Select(x => new Result(x[0], x[1], 0, null)).ToList(), null, null));
     foreach (var (name, connect) in transports)
     {
+        var before = await ServerFirstAudioAsync(http, options);
         var total = Math.Max(options.Requests, c);
         var clients = new List<Client>();
         for (var i = 0; i < c; i++)
@@ -63,16 +64,20 @@ foreach (var c in options.Concurrency)
             await client.DisposeAsync();
         }
 
-        var rss = name.StartsWith("FastAPI", StringComparison.Ordinal) ? Rss(options.FastApiPid) : Rss(options.TimbrePid);
-        rows.Add(Row.Of(name, c, results, rss));
+        var fastApi = name.StartsWith("FastAPI", StringComparison.Ordinal);
+        var after = await ServerFirstAudioAsync(http, options);
+        // Timbre's own measure, from a request's arrival to the engine's first chunk: what the
+        // client sees beyond it is transport.
+        double? serverFirst = fastApi || after.Count == before.Count ? null : (after.Sum - before.Sum) / (after.Count - before.Count);
+        rows.Add(Row.Of(name, c, results, fastApi ? Rss(options.FastApiPid) : Rss(options.TimbrePid), serverFirst));
     }
 }
 
 Console.WriteLine();
 Console.WriteLine($"Text: \"{options.Text}\" ({options.Text.Length} characters), classic engine, {Environment.ProcessorCount} cores.");
 Console.WriteLine();
-Console.WriteLine("| path | concurrency | first audio p50 | first audio p95 | total p50 | total p95 | underruns | errors | server RSS |");
-Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+Console.WriteLine("| path | concurrency | first audio p50 | first audio p95 | total p50 | total p95 | underruns | errors | server RSS | engine's first audio in Timbre (mean) |");
+Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 foreach (var r in rows)
 {
     Console.WriteLine(r.Format());
@@ -94,6 +99,16 @@ var ratio = fastapi1.FirstP50 / hub1.FirstP50;
 Console.WriteLine($"Target: first audio at least 5x sooner than FastAPI at concurrency 1 (p50): {ratio:0.0}x → {(ratio >= 5 ? "met" : "NOT met")}");
 
 static string Ms(double seconds) => $"{seconds * 1000:0.0} ms";
+
+static async Task<(double Sum, long Count)> ServerFirstAudioAsync(HttpClient http, BenchOptions o)
+{
+    var text = await http.GetStringAsync(new Uri(new Uri(o.Timbre), "/metrics"));
+    double Value(string name) => text.Split('\n')
+        .Where(l => l.StartsWith(name + "{engine=\"classic\"}", StringComparison.Ordinal))
+        .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture))
+        .FirstOrDefault();
+    return (Value("timbre_time_to_first_audio_seconds_sum"), (long)Value("timbre_time_to_first_audio_seconds_count"));
+}
 
 static long? Rss(int pid)
 {
@@ -257,15 +272,15 @@ namespace Timbre.Bench
         public bool IsFinal { get; set; }
     }
 
-    internal sealed record Row(string Path, int Concurrency, double FirstP50, double FirstP95, double TotalP50, double TotalP95, int Underruns, int Errors, long? Rss)
+    internal sealed record Row(string Path, int Concurrency, double FirstP50, double FirstP95, double TotalP50, double TotalP95, int Underruns, int Errors, long? Rss, double? ServerFirst)
     {
-        public static Row Of(string path, int c, List<Result> results, long? rss)
+        public static Row Of(string path, int c, List<Result> results, long? rss, double? serverFirst)
         {
             var ok = results.Where(r => r.Error is null).ToList();
             return new Row(path, c,
                 Percentile(ok.Select(r => r.First), 0.5), Percentile(ok.Select(r => r.First), 0.95),
                 Percentile(ok.Select(r => r.Total), 0.5), Percentile(ok.Select(r => r.Total), 0.95),
-                ok.Sum(r => r.Underruns), results.Count - ok.Count, rss);
+                ok.Sum(r => r.Underruns), results.Count - ok.Count, rss, serverFirst);
         }
 
         private static double Percentile(IEnumerable<double> values, double p)
@@ -275,7 +290,7 @@ namespace Timbre.Bench
         }
 
         public string Format() =>
-            $"| {Path} | {Concurrency} | {Ms(FirstP50)} | {Ms(FirstP95)} | {Ms(TotalP50)} | {Ms(TotalP95)} | {Underruns} | {Errors} | {(Rss is { } r ? $"{r / (1024 * 1024)} MiB" : "—")} |";
+            $"| {Path} | {Concurrency} | {Ms(FirstP50)} | {Ms(FirstP95)} | {Ms(TotalP50)} | {Ms(TotalP95)} | {Underruns} | {Errors} | {(Rss is { } r ? $"{r / (1024 * 1024)} MiB" : "—")} | {(ServerFirst is { } f ? Ms(f) : "—")} |";
 
         private static string Ms(double s) => double.IsNaN(s) ? "—" : $"{s * 1000:0.0} ms";
     }

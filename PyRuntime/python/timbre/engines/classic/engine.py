@@ -114,9 +114,13 @@ class ClassicEngine:
         try:
             for i, part in enumerate(parts):
                 current = pending
-                if i + 1 < len(parts):
+                # The first fragment is finished alone: it sets the time to first audio, and
+                # synthesis running beside it would contend with it for the GIL.
+                if 0 < i < len(parts) - 1:
                     pending = self._start(parts[i + 1].text, profile, request.speed)
                 audio = self._finish(current.result(), profile, eq)
+                if i == 0 and len(parts) > 1:
+                    pending = self._start(parts[1].text, profile, request.speed)
                 if i == len(parts) - 1:
                     yield audio
                     continue
