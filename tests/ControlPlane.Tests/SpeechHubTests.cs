@@ -161,6 +161,17 @@ public sealed class SpeechHubTests : IAsyncLifetime, IDisposable
         Assert.False(await second.InvokeAsync<bool>("CancelSpeech", "editor-1"));
     }
 
+    [Fact]
+    public async Task CancelSpeech_works_on_the_connection_that_is_streaming()
+    {
+        // A client such as the MCP server has one connection: stop() must not wait behind the stream.
+        await using var hub = await ConnectAsync(messagePack: true);
+        await using var running = hub.StreamAsync<AudioChunk>("StreamSpeech", new SpeechRequest { Text = Audio.LongText(), Voice = "ada", RequestId = "mine" }).GetAsyncEnumerator();
+        Assert.True(await running.MoveNextAsync());
+        Assert.True(await hub.InvokeAsync<bool>("CancelSpeech", "mine"));
+        await SpeechHubTests.Eventually(() => app.Get<TimbreMetrics>().StreamsEnded("classic", "cancelled") == 1);
+    }
+
     [Theory]
     [InlineData("", "ada", "text is empty")]
     [InlineData("Hello.", "nobody", "No voice 'nobody'")]
