@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.Extensions.DependencyInjection;
 using Timbre.Bench;
+using Timbre.ControlPlane.Speech;
 
 // ops/bench's client: drives Timbre's three streaming surfaces and the FastAPI reference at each
 // concurrency and prints one table. Figures, not pass/fail: the targets are printed beside them.
@@ -200,7 +201,7 @@ namespace Timbre.Bench
                 var playback = new Playback(clock);
                 try
                 {
-                    await foreach (var chunk in hub.StreamAsync<AudioChunk>("StreamSpeech", new { Text = o.Text, Voice = o.Voice }))
+                    await foreach (var chunk in hub.StreamAsync<AudioChunk>("StreamSpeech", new SpeechRequest { Text = o.Text, Voice = o.Voice }))
                     {
                         playback.Arrived(chunk.Pcm.Length / 2.0 / chunk.SampleRate);
                     }
@@ -257,19 +258,6 @@ namespace Timbre.Bench
             var done = clock.Elapsed.TotalSeconds;
             return new Result(done, done, 0, wav.Length > 44 ? null : "empty");
         }, () => ValueTask.CompletedTask);
-    }
-
-    public sealed class AudioChunk
-    {
-        public long Sequence { get; set; }
-
-        public int SampleRate { get; set; }
-
-        public int Channels { get; set; }
-
-        public byte[] Pcm { get; set; } = [];
-
-        public bool IsFinal { get; set; }
     }
 
     internal sealed record Row(string Path, int Concurrency, double FirstP50, double FirstP95, double TotalP50, double TotalP95, int Underruns, int Errors, long? Rss, double? ServerFirst)
