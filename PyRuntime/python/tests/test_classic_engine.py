@@ -94,3 +94,12 @@ def test_a_sample_without_speech_is_refused(engine, tmp_path):
 def test_unknown_engine_is_refused():
     with pytest.raises(EngineInputError, match="not available in this build"):
         create("nope")
+
+
+def test_the_same_text_gives_the_same_audio_whatever_came_before(engine, espeak_voice, tmp_path):
+    samples = [VoiceSample(espeak_voice())]
+    request = SpeechRequest("Fresh fish sell for six shillings. The second sentence follows.")
+    first = np.concatenate(list(engine.stream(str(tmp_path), samples, request)))
+    list(engine.stream(str(tmp_path), samples, SpeechRequest("Something else entirely, to move flite's noise on.")))
+    again = np.concatenate(list(engine.stream(str(tmp_path), samples, request)))
+    assert np.array_equal(first, again)

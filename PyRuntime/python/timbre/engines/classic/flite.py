@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import zlib
 from ctypes import POINTER, Structure, c_char_p, c_float, c_int, c_short, c_void_p
 
 import numpy as np
@@ -63,6 +64,10 @@ class Flite:
         self._lib.flite_text_to_wave.argtypes = [c_char_p, POINTER(_Voice)]
         self._lib.delete_wave.argtypes = [POINTER(_Wave)]
         self._lib.feat_set_float.argtypes = [c_void_p, c_char_p, c_float]
+        # flite's clustergen excitation draws from libc's rand(); seeding it per utterance makes the
+        # same text come out as the same audio, whatever was synthesised before.
+        self._libc = ctypes.CDLL(None)
+        self._libc.srand.argtypes = [ctypes.c_uint]
         self._lock = threading.Lock()
         self.name = voice
 
@@ -70,6 +75,7 @@ class Flite:
         """float32 mono samples at 16 kHz."""
         data = text.encode("utf-8", errors="replace")
         with self._lock:
+            self._libc.srand(zlib.crc32(data))
             self._lib.feat_set_float(self._voice.contents.features, b"duration_stretch", duration_stretch)
             wave = self._lib.flite_text_to_wave(data, self._voice)
             if not wave:
