@@ -121,10 +121,12 @@ public sealed partial class Speaker(TimbreConnection connection, PlaybackLock pl
                 var request = new SpeechRequest { Text = text, Voice = voice, Language = language, RequestId = Guid.NewGuid().ToString("n") };
                 try
                 {
+                    var complete = false;
                     await foreach (var chunk in hub.StreamAsync<AudioChunk>("StreamSpeech", request, stop.Token))
                     {
                         if (chunk.IsFinal)
                         {
+                            complete = true;
                             break;
                         }
 
@@ -136,6 +138,16 @@ public sealed partial class Speaker(TimbreConnection connection, PlaybackLock pl
                         }
 
                         await player.WriteAsync(chunk.Pcm, stop.Token);
+                    }
+
+                    // A stream closed without its final chunk was cut off (the server stopped or restarted).
+                    if (!complete && player is not null)
+                    {
+                        broken = $"Timbre at {connection.Url} closed the stream before the end";
+                    }
+                    else if (!complete)
+                    {
+                        throw new IOException($"Timbre at {connection.Url} closed the stream before any audio");
                     }
 
                     break;

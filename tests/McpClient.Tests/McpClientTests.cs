@@ -167,6 +167,33 @@ public sealed class McpClientTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task Wait_false_returns_at_once_and_playback_goes_on()
+    {
+        await using var client = await StartClientAsync();
+        var result = await Speak(client, "Said in the background. With a second sentence.", wait: false);
+        Assert.Contains("in the background", Text(result), StringComparison.Ordinal);
+        await Eventually(() => File.Exists(Path.Combine(work.FullName, "events.log")) && File.ReadAllLines(Path.Combine(work.FullName, "events.log")).Any(l => l.StartsWith("end", StringComparison.Ordinal)));
+        Assert.True(Assert.Single(Captures()).Length > 24000 * 2, "at least a second of audio was played");
+    }
+
+    [Fact]
+    public async Task A_stream_that_breaks_mid_text_ends_playback_cleanly_and_says_so()
+    {
+        var server = new TimbreApp();
+        server.Settings["Timbre:Speech:DrainTimeoutSeconds"] = "0";
+        await server.EnrolAsync("Ada");
+        await using var client = await StartClientAsync(url: server.BaseAddress.ToString(), key: null);
+        var speaking = Speak(client, Audio.LongText(60));
+        await Eventually(() => clientLog.Any(l => l.Contains("Playback of", StringComparison.Ordinal)));
+        server.Dispose();
+        var result = await speaking;
+        Assert.True(result.IsError != true, Text(result));
+        Assert.Contains("broke part-way", Text(result), StringComparison.Ordinal);
+        // The player was closed, not left waiting for audio that will never come.
+        Assert.Equal(["start", "end"], File.ReadAllLines(Path.Combine(work.FullName, "events.log")).Select(l => l.Split(' ')[0]));
+    }
+
+    [Fact]
     public async Task List_voices_marks_the_default()
     {
         await using var client = await StartClientAsync();
