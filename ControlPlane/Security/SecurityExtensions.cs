@@ -40,17 +40,44 @@ public static class SecurityExtensions
 
         builder.Services.AddCors();
         builder.Services.AddSingleton<ICorsPolicyProvider, TrustedOrigins>();
+
+        // AllowedHosts is enforced by RefuseUnknownHosts below, which answers with problem details;
+        // the framework's own filter (an HTML page) is left open so the two never disagree.
+        builder.Services.PostConfigure<Microsoft.AspNetCore.HostFiltering.HostFilteringOptions>(o => o.AllowedHosts = ["*"]);
         return builder;
     }
 
     public static WebApplication UseSecurity(this WebApplication app)
     {
+        var hosts = (app.Configuration["AllowedHosts"] ?? "*").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        app.Use((http, next) => RefuseUnknownHosts(http, next, hosts));
         app.UseCors();
         app.Use(RefuseForeignOrigins);
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseRateLimiter();
         return app;
+    }
+
+    /// <summary>
+    /// Only the host names in AllowedHosts are answered: a page that rebinds its own DNS name to this
+    /// machine's address cannot reach Timbre through the victim's browser.
+    /// </summary>
+    private static async Task RefuseUnknownHosts(HttpContext http, RequestDelegate next, string[] allowed)
+    {
+        var host = http.Request.Host.Host;
+        var ok = allowed.Any(a => a == "*"
+            || a.Equals(host, StringComparison.OrdinalIgnoreCase)
+            || (a.StartsWith("*.", StringComparison.Ordinal) && host.EndsWith(a[1..], StringComparison.OrdinalIgnoreCase))
+            || (a.StartsWith('[') && a.Trim('[', ']').Equals(host.Trim('[', ']'), StringComparison.OrdinalIgnoreCase)));
+        if (!ok)
+        {
+            var detail = $"This server does not answer to the host name '{host}'. Use one of AllowedHosts ({string.Join(";", allowed)}), or add '{host}' to AllowedHosts on the server.";
+            await Problems.Create(StatusCodes.Status400BadRequest, detail).ExecuteAsync(http);
+            return;
+        }
+
+        await next(http);
     }
 
     /// <summary>

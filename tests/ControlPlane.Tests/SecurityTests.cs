@@ -152,7 +152,9 @@ public sealed class SecurityTests : IDisposable
         using var client = app.CreateClient(Key);
         using var request = new HttpRequestMessage(HttpMethod.Get, "/health");
         request.Headers.Host = "rebound.example";
-        Assert.Equal(HttpStatusCode.BadRequest, (await client.SendAsync(request)).StatusCode);
+        using var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("AllowedHosts", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString()!, StringComparison.Ordinal);
     }
 
     [Fact]
