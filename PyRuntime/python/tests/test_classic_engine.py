@@ -92,7 +92,7 @@ def test_a_sample_without_speech_is_refused(engine, tmp_path):
 
 
 def test_unknown_engine_is_refused():
-    with pytest.raises(EngineInputError, match="not available in this build"):
+    with pytest.raises(EngineInputError, match="there is no engine 'nope'; Timbre has classic, qwen3, xtts"):
         create("nope")
 
 

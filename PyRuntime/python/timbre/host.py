@@ -6,7 +6,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .engines import Engine, SpeechRequest, VoiceSample, create
+from .engines import Engine, SpeechRequest, VoiceSample, create, describe as describe_engine
+from .textprep import prepare
 
 _engines: dict[str, Engine] = {}
 
@@ -19,7 +20,14 @@ def _engine(name: str) -> Engine:
 
 
 def _samples(samples_json: str) -> list[VoiceSample]:
-    return [VoiceSample(s["path"], s.get("transcript")) for s in json.loads(samples_json)]
+    return [VoiceSample(s["path"], s.get("transcript"), s.get("role") or "sample") for s in json.loads(samples_json)]
+
+
+def describe(name: str, options_json: str) -> str:
+    """The engine's description and availability, without loading it."""
+    info = describe_engine(name, json.loads(options_json or "{}"))
+    info["loaded"] = name in _engines
+    return json.dumps(info)
 
 
 def load(name: str, options_json: str) -> str:
@@ -32,6 +40,17 @@ def load(name: str, options_json: str) -> str:
     return json.dumps({"name": engine.name, "sample_rate": engine.sample_rate, "languages": engine.languages()})
 
 
+def unload(name: str) -> bool:
+    """Drop a loaded engine and free what it holds (GPU memory); False when it was not loaded."""
+    engine = _engines.pop(name, None)
+    if engine is None:
+        return False
+    release = getattr(engine, "unload", None)
+    if release is not None:
+        release()
+    return True
+
+
 def prepare_voice(name: str, voice_dir: str, samples_json: str) -> str:
     profile = _engine(name).prepare_voice(voice_dir, _samples(samples_json))
     # Only the figures a person reads; filters and prompts stay in the cache.
@@ -41,10 +60,11 @@ def prepare_voice(name: str, voice_dir: str, samples_json: str) -> str:
 def stream(name: str, voice_dir: str, samples_json: str, request_json: str) -> Iterator[np.ndarray]:
     r = json.loads(request_json)
     request = SpeechRequest(
-        text=r["text"],
+        text=prepare(r["text"], r.get("language")),
         language=r.get("language"),
         speed=float(r.get("speed") or 1.0),
         instructions=r.get("instructions"),
+        options={k: v for k, v in (r.get("options") or {}).items() if v is not None},
     )
     for chunk in _engine(name).stream(voice_dir, _samples(samples_json), request):
         yield np.ascontiguousarray(chunk, dtype=np.float32)

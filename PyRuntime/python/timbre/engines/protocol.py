@@ -11,12 +11,22 @@ class EngineInputError(ValueError):
     """The caller asked for something the engine cannot do; the message says what to change."""
 
 
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot run on this machine (package missing, no CUDA, licence not accepted);
+    the message says what to install or configure."""
+
+
 @dataclass(frozen=True)
 class VoiceSample:
-    """One enrolled recording: a mono 24 kHz WAV and its transcript, if known."""
+    """One enrolled recording: a mono 24 kHz WAV and its transcript, if known.
+
+    role: "sample" for an uploaded recording; "prompt" for the enrolment's chosen 3–15 s segment
+    (what Qwen3 clones from); "reference" for up to 30 s of the voice's best speech (XTTS).
+    """
 
     path: str
     transcript: str | None = None
+    role: str = "sample"
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,12 @@ class SpeechRequest:
     speed: float = 1.0
     instructions: str | None = None
     options: dict[str, object] = field(default_factory=dict)
+
+
+def by_role(samples: Sequence[VoiceSample], role: str) -> list[VoiceSample]:
+    """The samples of one role; the uploaded samples when the voice has none of that role."""
+    chosen = [s for s in samples if s.role == role]
+    return chosen or [s for s in samples if s.role == "sample"]
 
 
 class Engine(Protocol):

@@ -16,10 +16,10 @@ from scipy import signal
 
 from ... import cache
 from ...text import fragments
-from ..protocol import EngineInputError, SpeechRequest, VoiceSample
+from ..protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
 from . import analysis
 from .flite import SAMPLE_RATE as FLITE_RATE
-from .flite import Flite
+from .flite import Flite, FliteUnavailableError
 from .psola import shift_pitch
 
 VERSION = "1"
@@ -63,11 +63,35 @@ class ClassicEngine:
         self._base: dict[str, float] | None = None
         self._base_envelope: np.ndarray | None = None
 
+    # -- registry -----------------------------------------------------------------------
+    @classmethod
+    def describe(cls, options: dict[str, object]) -> dict[str, object]:
+        try:
+            Flite.check()
+            status: dict[str, object] = {"available": True, "reason": None}
+        except FliteUnavailableError as e:
+            status = {"available": False, "reason": str(e)}
+        return {
+            "name": "classic",
+            "title": "Classic (flite reshaped towards the voice; CPU)",
+            "gpu": False,
+            "model": f"flite cmu_us_{options.get('voice') or 'rms'}",
+            "mode": "base",
+            "languages": ["en"],
+            "capabilities": ["clone"],
+            "speakers": [],
+            "license": "flite: BSD-style (CMU)",
+            **status,
+        }
+
     # -- protocol -----------------------------------------------------------------------
     def load(self) -> None:
         if self._flite is not None:
             return
-        self._flite = Flite(self._voice_name)
+        try:
+            self._flite = Flite(self._voice_name)
+        except FliteUnavailableError as e:
+            raise EngineUnavailableError(str(e)) from e
         self._synth = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flite")
         x = self._flite.synthesize(CALIBRATION)
         stats = analysis.pitch_stats(analysis.yin_pitch(x, FLITE_RATE))
@@ -83,6 +107,7 @@ class ClassicEngine:
 
     def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
         self.load()
+        samples = by_role(samples, "sample")
         if not samples:
             raise EngineInputError("a voice needs at least one sample")
         key = cache.samples_key(self.name, VERSION, samples)

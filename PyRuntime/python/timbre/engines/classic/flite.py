@@ -48,6 +48,12 @@ def _load(name: str) -> ctypes.CDLL:
 class Flite:
     """One loaded flite voice. flite keeps settings on the shared voice object, so calls are serialised."""
 
+    @staticmethod
+    def check(voice: str = "rms") -> None:
+        """Raises FliteUnavailableError when the libraries are missing; loads no voice."""
+        for name in ("libflite.so.1", "libflite_usenglish.so.1", "libflite_cmulex.so.1", f"libflite_cmu_us_{voice}.so.1"):
+            _load(name)
+
     def __init__(self, voice: str = "rms") -> None:
         if voice not in VOICES:
             raise ValueError(f"unknown flite voice '{voice}': use one of {', '.join(VOICES)}")

@@ -1,0 +1,40 @@
+"""What the GPU engines share: whether they can run here, torch tensors to numpy, atomic saves."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import numpy as np
+
+
+def availability(package: str, device: str) -> dict[str, Any]:
+    """Whether an engine can run here, and why not, without importing its model code."""
+    missing = [p for p in ("torch", package) if importlib.util.find_spec(p) is None]
+    if missing:
+        return {"available": False, "reason": f"{' and '.join(missing)} not installed: run ops/install-gpu"}
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"available": False, "reason": "no CUDA GPU visible to torch"}
+    return {"available": True, "reason": None}
+
+
+def to_numpy(audio: Any) -> np.ndarray:
+    """A 1-D float32 array from a torch tensor on any device, a list of floats or an array."""
+    if hasattr(audio, "detach"):
+        audio = audio.detach().cpu().float().numpy()
+    return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+def save_atomic(torch: Any, value: Any, path: str) -> None:
+    """torch.save to a temporary name, then rename: a crash never leaves half a cache entry."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        torch.save(value, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
