@@ -20,6 +20,7 @@ app.UseSecurity();
 app.MapHealth();
 app.MapObservability();
 app.MapVoices();
+app.MapEngines();
 app.MapSpeech();
 app.Run();
 

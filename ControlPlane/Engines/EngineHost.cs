@@ -22,6 +22,8 @@ public sealed partial class EngineHost(
     private const int StreamReadAhead = 4;
 
     private readonly ConcurrentDictionary<string, Task<EngineInfo>> loaded = new();
+    private readonly ConcurrentDictionary<string, EngineDescription> descriptions = new();
+    private readonly ConcurrentDictionary<string, EngineUse> use = new();
     private readonly TimbreOptions settings = options.Value;
     private PythonRuntime? runtime;
     private int activeStreams;
@@ -39,21 +41,108 @@ public sealed partial class EngineHost(
     {
         runtime = await PythonRuntime.GetOrStartAsync(settings.Python, pythonLogger).WaitAsync(cancellationToken);
         LogPython(logger, runtime.Version, runtime.Prefix);
+        foreach (var name in EngineOptions.Known)
+        {
+            var description = await DescribeAsync(name, cancellationToken);
+            LogEngineDescribed(logger, name, description.Available, description.Reason ?? "");
+        }
+
         var info = await LoadAsync(DefaultEngine, cancellationToken);
         LogEngineLoaded(logger, info.Name, info.SampleRate);
         ready = true;
+    }
+
+    /// <summary>What an engine is and whether it can run here, as described at start-up; null for an unknown name.</summary>
+    public EngineDescription? Describe(string engine) => descriptions.GetValueOrDefault(engine);
+
+    /// <summary>Every engine with its availability and whether it is loaded now.</summary>
+    public IReadOnlyList<EngineDescription> List() =>
+        EngineOptions.Known.Select(Describe).OfType<EngineDescription>()
+            .Select(d => d with { Loaded = loaded.TryGetValue(d.Name, out var t) && t.IsCompletedSuccessfully, Default = d.Name == DefaultEngine })
+            .ToList();
+
+    private async Task<EngineDescription> DescribeAsync(string engine, CancellationToken cancellationToken)
+    {
+        var options = OptionsJson(engine);
+        var json = await Translate(Runtime.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "describe", engine, options);
+            return result.AsString();
+        }, cancellationToken));
+        var description = JsonSerializer.Deserialize<EngineDescription>(json, JsonOptions)!;
+        descriptions[engine] = description;
+        return description;
     }
 
     /// <summary>Loads an engine once; concurrent callers share the same load, and a failed load is retried next time.</summary>
     public Task<EngineInfo> LoadAsync(string engine, CancellationToken cancellationToken)
     {
         var python = Runtime;
-        var task = loaded.GetOrAdd(engine, name => python.InvokeAsync(py =>
+        Touch(engine);
+        var task = loaded.GetOrAdd(engine, name =>
         {
-            using var result = py.Call(HostModule, "load", name, "{}");
-            return JsonSerializer.Deserialize<EngineInfo>(result.AsString(), JsonOptions)!;
-        }, CancellationToken.None));
+            var options = OptionsJson(name);
+            return python.InvokeAsync(py =>
+            {
+                using var result = py.Call(HostModule, "load", name, options);
+                return JsonSerializer.Deserialize<EngineInfo>(result.AsString(), JsonOptions)!;
+            }, CancellationToken.None);
+        });
         return ForgetOnFailure(engine, task).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Unloads the GPU engines nobody has used for Timbre:Engine:IdleUnloadMinutes, freeing the GPU
+    /// for other work; the next request loads them again.
+    /// </summary>
+    public async Task UnloadIdleAsync(CancellationToken cancellationToken)
+    {
+        var idleAfter = TimeSpan.FromMinutes(settings.Engine.IdleUnloadMinutes);
+        if (idleAfter <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        foreach (var (engine, state) in use)
+        {
+            if (Describe(engine) is not { Gpu: true } || Volatile.Read(ref state.Active) > 0
+                || TimeProvider.System.GetElapsedTime(Volatile.Read(ref state.LastUsed)) < idleAfter
+                || !loaded.TryGetValue(engine, out var load) || !load.IsCompletedSuccessfully
+                || !loaded.TryRemove(new KeyValuePair<string, Task<EngineInfo>>(engine, load)))
+            {
+                continue;
+            }
+
+            // A request that already holds the loaded engine still works: the Python host loads it
+            // again on demand with the same settings.
+            await Translate(Runtime.InvokeAsync(py =>
+            {
+                using var result = py.Call(HostModule, "unload", engine);
+                return result.IsTrue();
+            }, cancellationToken));
+            LogEngineUnloaded(logger, engine, settings.Engine.IdleUnloadMinutes);
+        }
+    }
+
+    private EngineUse Touch(string engine)
+    {
+        var state = use.GetOrAdd(engine, _ => new EngineUse());
+        Volatile.Write(ref state.LastUsed, TimeProvider.System.GetTimestamp());
+        return state;
+    }
+
+    private string OptionsJson(string engine) => JsonSerializer.Serialize(settings.Engine.For(engine), settings.Engine.For(engine).GetType(), OptionJson);
+
+    private static readonly JsonSerializerOptions OptionJson = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private sealed class EngineUse
+    {
+        public long LastUsed;
+        public int Active;
     }
 
     private async Task<EngineInfo> ForgetOnFailure(string engine, Task<EngineInfo> load)
@@ -99,6 +188,8 @@ public sealed partial class EngineHost(
             (_, item) => item.AsFloatArray(),
             StreamReadAhead,
             cancellationToken);
+        var state = Touch(engine);
+        Interlocked.Increment(ref state.Active);
         Interlocked.Increment(ref activeStreams);
         try
         {
@@ -123,6 +214,8 @@ public sealed partial class EngineHost(
         finally
         {
             Interlocked.Decrement(ref activeStreams);
+            Interlocked.Decrement(ref state.Active);
+            Touch(engine);
         }
     }
 
@@ -147,6 +240,11 @@ public sealed partial class EngineHost(
             return new EngineInputException(e.PythonMessage);
         }
 
+        if (e.PythonType == "EngineUnavailableError")
+        {
+            return new EngineUnavailableException(e.PythonMessage);
+        }
+
         LogEngineFailed(logger, e.PythonType, e.PythonTraceback);
         return new EngineFailedException($"The engine failed ({e.PythonType}). The server log has the details.", e);
     }
@@ -162,6 +260,12 @@ public sealed partial class EngineHost(
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} loaded ({SampleRate} Hz)")]
     private static partial void LogEngineLoaded(ILogger logger, string engine, int sampleRate);
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine}: available={Available} {Reason}")]
+    private static partial void LogEngineDescribed(ILogger logger, string engine, bool available, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} unloaded after {Minutes} idle minutes")]
+    private static partial void LogEngineUnloaded(ILogger logger, string engine, double minutes);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Engine raised {PythonType}\n{Traceback}")]
     private static partial void LogEngineFailed(ILogger logger, string pythonType, string traceback);
 }
@@ -169,11 +273,31 @@ public sealed partial class EngineHost(
 /// <summary>What an engine says about itself once loaded.</summary>
 public sealed record EngineInfo(string Name, int SampleRate, IReadOnlyList<string> Languages);
 
-/// <summary>A voice sample as the engines receive it.</summary>
-public sealed record EngineSample(string Path, string? Transcript);
+/// <summary>What an engine is, whether it can run here and why not (GET /v1/engines).</summary>
+public sealed record EngineDescription(
+    string Name,
+    string Title,
+    bool Available,
+    string? Reason,
+    bool Gpu,
+    string Model,
+    string Mode,
+    IReadOnlyList<string> Languages,
+    IReadOnlyList<string> Capabilities,
+    IReadOnlyList<string> Speakers,
+    string License,
+    bool Loaded,
+    bool Default);
 
-/// <summary>The engine-facing part of a speech request.</summary>
-public sealed record EngineSpeechRequest(string Text, string? Language, double Speed, string? Instructions);
+/// <summary>A voice sample as the engines receive it; role is sample, prompt (the enrolment's chosen segment) or reference.</summary>
+public sealed record EngineSample(string Path, string? Transcript, string Role = "sample");
+
+/// <summary>The engine-facing part of a speech request; Speaker names a model's built-in or fine-tuned speaker.</summary>
+public sealed record EngineSpeechRequest(string Text, string? Language, double Speed, string? Instructions, string? Speaker = null)
+{
+    /// <summary>Engine-specific choices, as the Python engines read them.</summary>
+    public IReadOnlyDictionary<string, string?> Options => new Dictionary<string, string?> { ["speaker"] = Speaker };
+}
 
 /// <summary>The request asks for something the engine cannot do (maps to 400).</summary>
 public sealed class EngineInputException(string message) : Exception(message);

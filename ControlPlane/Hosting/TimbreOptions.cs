@@ -67,12 +67,74 @@ public sealed class AuthOptions
     public const int MinimumKeyLength = 16;
 }
 
-/// <summary>Which engine serves requests that name none.</summary>
+/// <summary>The engines: which serves requests that name none, and each one's settings.</summary>
 public sealed class EngineOptions
 {
     public static readonly IReadOnlyList<string> Known = ["classic", "qwen3", "xtts"];
 
     public string Default { get; set; } = "classic";
+
+    /// <summary>A GPU engine unused this long is unloaded to free the GPU; 0 keeps it loaded.</summary>
+    public double IdleUnloadMinutes { get; set; } = 15;
+
+    public ClassicEngineOptions Classic { get; set; } = new();
+
+    public Qwen3EngineOptions Qwen3 { get; set; } = new();
+
+    public XttsEngineOptions Xtts { get; set; } = new();
+
+    /// <summary>The engine's settings as the Python engine's constructor takes them.</summary>
+    public object For(string engine) => engine switch
+    {
+        "qwen3" => Qwen3,
+        "xtts" => Xtts,
+        _ => Classic,
+    };
+}
+
+public sealed class ClassicEngineOptions
+{
+    /// <summary>The flite voice reshaped towards each Timbre voice: rms, slt, awb or kal16.</summary>
+    public string Voice { get; set; } = "rms";
+}
+
+/// <summary>Qwen3-TTS (package qwen-tts). The model decides the mode: Base clones, CustomVoice speaks its speakers, VoiceDesign follows instructions.</summary>
+public sealed class Qwen3EngineOptions
+{
+    /// <summary>A Hugging Face id or, on a machine without the hub, the folder ops/install-gpu downloaded it to; a fine-tuned checkpoint folder works too.</summary>
+    public string Model { get; set; } = "Qwen/Qwen3-TTS-12Hz-1.7B-Base";
+
+    /// <summary>bfloat16, float16 or float32.</summary>
+    public string Dtype { get; set; } = "bfloat16";
+
+    public string Device { get; set; } = "cuda:0";
+
+    /// <summary>auto (flash-attn when importable and the dtype is half precision), or an attn_implementation such as sdpa.</summary>
+    public string Attention { get; set; } = "auto";
+
+    /// <summary>The speaker of a CustomVoice or fine-tuned model when the request names none.</summary>
+    public string? Speaker { get; set; }
+
+    /// <summary>A fixed seed for every request; unset, each request draws one (and keeps it for all its sentences).</summary>
+    public int? Seed { get; set; }
+
+    /// <summary>The longest piece generated at once, in characters.</summary>
+    public int MaxChars { get; set; } = 160;
+}
+
+/// <summary>XTTS-v2 (package coqui-tts), loaded with the low-level API from a local folder.</summary>
+public sealed class XttsEngineOptions
+{
+    /// <summary>The folder with config.json, model.pth and vocab.json (ops/install-gpu downloads it).</summary>
+    public string ModelDir { get; set; } = "";
+
+    /// <summary>A fine-tuned run's best_model.pth, loaded with the base folder's config and vocabulary.</summary>
+    public string? Checkpoint { get; set; }
+
+    public string Device { get; set; } = "cuda";
+
+    /// <summary>The XTTS-v2 weights are under the Coqui Public Model License (non-commercial only); true accepts it.</summary>
+    public bool AcceptLicense { get; set; }
 }
 
 /// <summary>Input limits; each is reported to the caller when exceeded.</summary>
@@ -106,6 +168,21 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
         if (!EngineOptions.Known.Contains(options.Engine.Default))
         {
             errors.Add($"Timbre:Engine:Default is '{options.Engine.Default}': use one of {string.Join(", ", EngineOptions.Known)}.");
+        }
+
+        if (options.Engine.IdleUnloadMinutes < 0 || double.IsNaN(options.Engine.IdleUnloadMinutes))
+        {
+            errors.Add("Timbre:Engine:IdleUnloadMinutes must be 0 (never unload) or more.");
+        }
+
+        if (options.Engine.Qwen3.Dtype is not ("bfloat16" or "float16" or "float32"))
+        {
+            errors.Add($"Timbre:Engine:Qwen3:Dtype is '{options.Engine.Qwen3.Dtype}': use bfloat16, float16 or float32.");
+        }
+
+        if (options.Engine.Qwen3.MaxChars is < 20 or > 1000)
+        {
+            errors.Add("Timbre:Engine:Qwen3:MaxChars must be between 20 and 1000.");
         }
 
         if (string.IsNullOrWhiteSpace(options.Python.Executable))

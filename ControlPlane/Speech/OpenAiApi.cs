@@ -61,7 +61,7 @@ public static class OpenAiApi
         // default voice answers those instead of a failure the user cannot fix in the client.
         var voice = body.Voice;
         var fallback = options.Value.Speech.DefaultVoice;
-        if ((string.IsNullOrWhiteSpace(voice) || voices.Find(voice) is null) && !string.IsNullOrWhiteSpace(fallback))
+        if ((string.IsNullOrWhiteSpace(voice) || voices.Find(voice) is null) && !synthesizer.IsSpeaker(engine, voice) && !string.IsNullOrWhiteSpace(fallback))
         {
             voice = fallback;
         }

@@ -58,6 +58,18 @@ public sealed partial class Synthesizer(
             return Fail(400, $"{fields.Engine} '{engine}' does not exist; use one of {string.Join(", ", EngineOptions.Known)}.", fields.Engine);
         }
 
+        var description = engines.Describe(engine);
+        if (description is { Available: false })
+        {
+            var usable = engines.List().Where(d => d.Available).Select(d => d.Name);
+            return Fail(400, $"{fields.Engine} '{engine}' is not available on this server: {description.Reason}. Use one of {string.Join(", ", usable)} (GET /v1/engines).", fields.Engine);
+        }
+
+        if (description is not null && !description.Capabilities.Contains("clone"))
+        {
+            return CheckModelVoice(input, fields, engine, description);
+        }
+
         if (string.IsNullOrWhiteSpace(input.Voice))
         {
             return Fail(400, $"{fields.Voice} is required: give a voice id or name from GET /v1/voices.", fields.Voice);
@@ -70,6 +82,54 @@ public sealed partial class Synthesizer(
 
         var request = new EngineSpeechRequest(input.Text, input.Language ?? voice.Language, input.Speed ?? 1.0, input.Instructions);
         return (new SpeechJob(engine, voice, voices.FolderOf(voice.Id)!, voices.EngineSamples(voice), request), null);
+    }
+
+    /// <summary>True when the voice names one of the engine's own speakers rather than a Timbre voice.</summary>
+    public bool IsSpeaker(string engine, string? voice) =>
+        voice is not null && engines.Describe(engine) is { } d && !d.Capabilities.Contains("clone")
+        && d.Speakers.Any(s => s.Equals(voice, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// An engine whose model does not clone (a CustomVoice, fine-tuned or VoiceDesign model) speaks with
+    /// the model's own speakers, or with a voice described by instructions: no library voice is used.
+    /// </summary>
+    private static (SpeechJob?, SpeechProblem?) CheckModelVoice(SpeechInput input, SpeechFields fields, string engine, EngineDescription description)
+    {
+        string? speaker = null;
+        if (description.Capabilities.Contains("design"))
+        {
+            if (!string.IsNullOrWhiteSpace(input.Voice))
+            {
+                return Fail(400, $"The {engine} engine runs a VoiceDesign model: leave {fields.Voice} out and describe the voice in instructions.", fields.Voice);
+            }
+
+            if (string.IsNullOrWhiteSpace(input.Instructions))
+            {
+                return Fail(400, $"The {engine} engine runs a VoiceDesign model: describe the voice to speak in with instructions (for example \"a calm, low male voice\").", "instructions");
+            }
+        }
+        else if (string.IsNullOrWhiteSpace(input.Voice))
+        {
+            if (description.Speakers.Count != 1)
+            {
+                return Fail(400, $"{fields.Voice} is required: the {engine} model speaks as {string.Join(", ", description.Speakers)}.", fields.Voice);
+            }
+
+            speaker = description.Speakers[0];
+        }
+        else
+        {
+            speaker = description.Speakers.FirstOrDefault(s => s.Equals(input.Voice, StringComparison.OrdinalIgnoreCase));
+            if (speaker is null)
+            {
+                return Fail(400, $"The {engine} engine runs a {description.Mode.Replace('_', ' ')} model that speaks as {string.Join(", ", description.Speakers)}, not as '{input.Voice}'. Choose one of those, or an engine that clones (GET /v1/engines).", fields.Voice);
+            }
+        }
+
+        var id = VoiceNames.Slug(speaker ?? "designed");
+        var voice = new VoiceRecord(id, speaker ?? "designed voice", null, DateTimeOffset.UnixEpoch, [], null);
+        var request = new EngineSpeechRequest(input.Text!, input.Language, input.Speed ?? 1.0, input.Instructions, speaker);
+        return (new SpeechJob(engine, voice, "", [], request), null);
     }
 
     private static (SpeechJob?, SpeechProblem?) Fail(int status, string detail, string? field) => (null, new SpeechProblem(status, detail, field));

@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
-using System.Text;
 
 namespace Timbre.ControlPlane.Tests;
 
@@ -23,12 +20,12 @@ public sealed class ServerProcessTests : IDisposable
         var sitePackages = Directory.GetDirectories(Path.Combine(venv, "lib"), "python3*").Single() + "/site-packages";
         await File.WriteAllTextAsync(Path.Combine(sitePackages, "timbre_test.pth"), extra + "\n");
 
-        var port = FreePort();
-        using var server = Start(port, Path.Combine(venv, "bin", "python"), out var log);
+        var port = ServerProcess.FreePort();
+        using var server = ServerProcess.Start(work.FullName, port, Path.Combine(venv, "bin", "python"), out var log);
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            await WaitReadyAsync(http, server, log);
+            await ServerProcess.WaitReadyAsync(http, server, log);
             var text = log.ToString();
             Assert.Contains($"sys.prefix={venv}", text, StringComparison.Ordinal);
             Assert.Contains(extra, text, StringComparison.Ordinal);
@@ -44,49 +41,22 @@ public sealed class ServerProcessTests : IDisposable
     [Fact]
     public async Task A_missing_interpreter_stops_start_up_with_what_to_install()
     {
-        using var server = Start(FreePort(), "/nonexistent/python3", out var log);
+        using var server = ServerProcess.Start(work.FullName, ServerProcess.FreePort(), "/nonexistent/python3", out var log);
         Assert.True(server.WaitForExit(60_000), "the server kept running without Python");
         await Task.Delay(100);
         Assert.NotEqual(0, server.ExitCode);
         Assert.Contains("Timbre:Python:Executable", log.ToString(), StringComparison.Ordinal);
     }
 
-    private Process Start(int port, string python, out StringBuilder log, params string[] extra)
-    {
-        var config = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "ControlPlane.sln")))
-        {
-            root = Path.GetDirectoryName(root.TrimEnd('/'))!;
-        }
-
-        var dll = Path.Combine(root, "ControlPlane", "bin", config, "net10.0", "Timbre.ControlPlane.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(dll)! };
-        foreach (var a in new[] { dll, "--urls", $"http://127.0.0.1:{port}", "--Timbre:DataDirectory", Path.Combine(work.FullName, "data"), "--Timbre:Python:Executable", python }.Concat(extra))
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        var output = new StringBuilder();
-        var process = new Process { StartInfo = psi };
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        log = output;
-        return process;
-    }
-
     [Fact]
     public async Task SIGTERM_drains_streams_in_flight_refuses_new_work_and_exits_cleanly()
     {
-        var port = FreePort();
-        using var server = Start(port, "/usr/bin/python3", out var log, "--Timbre:Speech:DrainTimeoutSeconds", "120");
+        var port = ServerProcess.FreePort();
+        using var server = ServerProcess.Start(work.FullName, port, "/usr/bin/python3", out var log, null, "--Timbre:Speech:DrainTimeoutSeconds", "120");
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            await WaitReadyAsync(http, server, log);
+            await ServerProcess.WaitReadyAsync(http, server, log);
             using var form = new MultipartFormDataContent { { new StringContent("Ada"), "name" }, { new ByteArrayContent(Audio.Espeak(Audio.Reference)), "files", "ref.wav" } };
             Assert.Equal(HttpStatusCode.Created, (await http.PostAsync("/v1/voices", form)).StatusCode);
 
@@ -123,34 +93,5 @@ public sealed class ServerProcessTests : IDisposable
                 server.Kill(entireProcessTree: true);
             }
         }
-    }
-
-    private static async Task WaitReadyAsync(HttpClient http, Process server, StringBuilder log)
-    {
-        for (var i = 0; i < 240; i++)
-        {
-            Assert.False(server.HasExited, $"server exited: {log}");
-            try
-            {
-                if ((await http.GetAsync("/ready")).IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            await Task.Delay(250);
-        }
-
-        Assert.Fail($"server never became ready: {log}");
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }

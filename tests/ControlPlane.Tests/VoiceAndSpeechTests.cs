@@ -261,7 +261,7 @@ public sealed class VoiceAndSpeechTests : IDisposable
         { """{"text": "Hello.", "voice": "existing", "speed": 10}""", HttpStatusCode.BadRequest, "speed must be" },
         { """{"text": "Hello.", "voice": "existing", "engine": "nope"}""", HttpStatusCode.BadRequest, "engine 'nope'" },
         { """{"text": "Bonjour.", "voice": "existing", "language": "fr"}""", HttpStatusCode.BadRequest, "English only" },
-        { """{"text": "Hello.", "voice": "existing", "engine": "qwen3"}""", HttpStatusCode.BadRequest, "not available in this build" },
+        { """{"text": "Hello.", "voice": "existing", "engine": "qwen3"}""", HttpStatusCode.BadRequest, "engine 'qwen3' is not available on this server: torch and qwen_tts not installed: run ops/install-gpu. Use one of classic" },
         { """{"text": "Hello.", "voice": """, HttpStatusCode.BadRequest, "JSON body could not be read" },
         { """{"text": 42, "voice": "existing"}""", HttpStatusCode.BadRequest, "text has the wrong type" },
     };

@@ -10,13 +10,16 @@ from .engines import Engine, SpeechRequest, VoiceSample, create, describe as des
 from .textprep import prepare
 
 _engines: dict[str, Engine] = {}
+# The settings each engine was last loaded with: an engine unloaded while idle comes back with them.
+_options: dict[str, str] = {}
 
 
 def _engine(name: str) -> Engine:
-    engine = _engines.get(name)
-    if engine is None:
-        raise LookupError(f"engine '{name}' is not loaded")
-    return engine
+    if name not in _engines:
+        if name not in _options:
+            raise LookupError(f"engine '{name}' is not loaded")
+        load(name, _options[name])
+    return _engines[name]
 
 
 def _samples(samples_json: str) -> list[VoiceSample]:
@@ -37,6 +40,7 @@ def load(name: str, options_json: str) -> str:
         engine = create(name, json.loads(options_json or "{}"))
         engine.load()
         _engines[name] = engine
+        _options[name] = options_json
     return json.dumps({"name": engine.name, "sample_rate": engine.sample_rate, "languages": engine.languages()})
 
 
