@@ -172,6 +172,74 @@ public sealed partial class EngineHost(
         return JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json)!;
     }
 
+    /// <summary>
+    /// Scores, trims and transcribes a new voice's samples and writes its prompt and reference (see
+    /// timbre/enrol.py). Runs on a Python worker thread, polled, so speech streams keep flowing.
+    /// </summary>
+    public async Task<EnrolmentReport> EnrolAsync(string voiceDirectory, IReadOnlyList<EnrolmentSample> samples, string? language, CancellationToken cancellationToken)
+    {
+        var samplesJson = JsonSerializer.Serialize(samples, JsonOptions);
+        var job = await Translate(Runtime.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "enrol_start", voiceDirectory, samplesJson, language ?? "");
+            return result.AsString();
+        }, cancellationToken));
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(EnrolmentPoll, cancellationToken);
+                var json = await Translate(Runtime.InvokeAsync(py =>
+                {
+                    using var result = py.Call(HostModule, "enrol_result", job);
+                    return result.AsString();
+                }, CancellationToken.None));
+                if (json.Length > 0)
+                {
+                    job = "";
+                    var report = JsonSerializer.Deserialize<EnrolmentReport>(json, JsonOptions)!;
+                    return report with { Json = CamelCase(System.Text.Json.Nodes.JsonNode.Parse(json)).Deserialize<JsonElement>() };
+                }
+            }
+        }
+        finally
+        {
+            if (job.Length > 0)
+            {
+                await Runtime.InvokeAsync(py =>
+                {
+                    using var _ = py.Call(HostModule, "enrol_forget", job);
+                    return true;
+                }, CancellationToken.None);
+            }
+        }
+    }
+
+    private static readonly TimeSpan EnrolmentPoll = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Python's snake_case keys in the API's camelCase, at every depth.</summary>
+    private static System.Text.Json.Nodes.JsonNode? CamelCase(System.Text.Json.Nodes.JsonNode? node)
+    {
+        switch (node)
+        {
+            case System.Text.Json.Nodes.JsonObject o:
+                var renamed = new System.Text.Json.Nodes.JsonObject();
+                foreach (var (key, value) in o.ToList())
+                {
+                    o.Remove(key);
+                    renamed[JsonNamingPolicy.CamelCase.ConvertName(string.Concat(key.Split('_').Select((part, i) => i == 0 || part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..])))] = CamelCase(value);
+                }
+
+                return renamed;
+            case System.Text.Json.Nodes.JsonArray a:
+                var items = a.ToList();
+                a.Clear();
+                return new System.Text.Json.Nodes.JsonArray(items.Select(CamelCase).ToArray());
+            default:
+                return node;
+        }
+    }
+
     /// <summary>Float32 mono chunks at the engine's rate; the first arrives after one sentence.</summary>
     public async IAsyncEnumerable<float[]> StreamAsync(
         string engine,
@@ -288,6 +356,26 @@ public sealed record EngineDescription(
     string License,
     bool Loaded,
     bool Default);
+
+/// <summary>A sample as enrolment receives it: the stored (normalised) copy, the unnormalised decode, its name and transcript.</summary>
+public sealed record EnrolmentSample(string Path, string Raw, string Name, string? Transcript);
+
+/// <summary>What enrolment found; Json is the whole report as the API shows it.</summary>
+public sealed record EnrolmentReport(
+    IReadOnlyList<EnrolmentSampleReport> Samples,
+    EnrolmentPrompt? Prompt,
+    EnrolmentReference? Reference,
+    IReadOnlyList<string> Warnings)
+{
+    [System.Text.Json.Serialization.JsonIgnore]
+    public JsonElement Json { get; init; }
+}
+
+public sealed record EnrolmentSampleReport(string File, double Seconds, string? Transcript, string? TranscriptSource);
+
+public sealed record EnrolmentPrompt(string File, string? Transcript, string? TranscriptSource);
+
+public sealed record EnrolmentReference(string File, double Seconds);
 
 /// <summary>A voice sample as the engines receive it; role is sample, prompt (the enrolment's chosen segment) or reference.</summary>
 public sealed record EngineSample(string Path, string? Transcript, string Role = "sample");

@@ -77,6 +77,23 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         return seconds;
     }
 
+    /// <summary>
+    /// The same recording decoded with no level change (32-bit float, mono, 24 kHz): the enrolment
+    /// measures clipping here, where a clipped peak is still a flat run at the recording's ceiling.
+    /// </summary>
+    public async Task DecodeUnnormalisedAsync(string source, string destination, CancellationToken ct)
+    {
+        var decode = await RunAsync("ffmpeg",
+        [
+            "-nostdin", "-v", "error", "-i", source, "-vn", "-ac", "1", "-ar", SampleRate.ToString(CultureInfo.InvariantCulture),
+            "-map_metadata", "-1", "-c:a", "pcm_f32le", "-f", "wav", "-y", destination,
+        ], ct);
+        if (decode.ExitCode != 0)
+        {
+            throw new InvalidAudioException($"{Path.GetFileName(source)}: the audio could not be decoded; it may be damaged.");
+        }
+    }
+
     /// <summary>Refuses RIFF files whose header disagrees with their size (truncated, or claiming gigabytes).</summary>
     private static async Task CheckWavHeaderAsync(string path, string fileName, CancellationToken ct)
     {

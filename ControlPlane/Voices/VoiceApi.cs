@@ -163,7 +163,9 @@ public sealed record VoiceResponse(
     DateTimeOffset CreatedAt,
     double TotalSeconds,
     IReadOnlyList<VoiceSampleResponse> Samples,
-    IReadOnlyDictionary<string, Dictionary<string, System.Text.Json.JsonElement>> Profiles)
+    IReadOnlyDictionary<string, Dictionary<string, System.Text.Json.JsonElement>> Profiles,
+    IReadOnlyList<string> Warnings,
+    System.Text.Json.JsonElement? Quality)
 {
     public static VoiceResponse From(VoiceRecord v) => new(
         v.Id,
@@ -171,8 +173,11 @@ public sealed record VoiceResponse(
         v.Language,
         v.CreatedAt,
         Math.Round(v.Samples.Sum(s => s.DurationSeconds), 2),
-        v.Samples.Select(s => new VoiceSampleResponse(s.OriginalName, s.DurationSeconds, s.Transcript)).ToList(),
-        v.Profiles ?? []);
+        v.Samples.Select(s => new VoiceSampleResponse(s.OriginalName, s.DurationSeconds, s.Transcript, s.TranscriptSource)).ToList(),
+        v.Profiles ?? [],
+        v.Quality is { } q && q.TryGetProperty("warnings", out var w) ? w.EnumerateArray().Select(x => x.GetString()!).ToList() : [],
+        v.Quality);
 }
 
-public sealed record VoiceSampleResponse(string FileName, double DurationSeconds, string? Transcript);
+/// <summary>A sample as the API shows it; TranscriptSource says whether the words were given (user) or recognised.</summary>
+public sealed record VoiceSampleResponse(string FileName, double DurationSeconds, string? Transcript, string? TranscriptSource);

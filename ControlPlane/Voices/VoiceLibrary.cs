@@ -66,8 +66,24 @@ public sealed partial class VoiceLibrary : IDisposable
         return full.StartsWith(Root + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? full : null;
     }
 
-    public IReadOnlyList<EngineSample> EngineSamples(VoiceRecord voice) =>
-        voice.Samples.Select(s => new EngineSample(Path.Combine(FolderOf(voice.Id)!, s.File), s.Transcript)).ToList();
+    /// <summary>What the engines read: the samples, and the prompt and reference enrolment chose (voices enrolled before there were none).</summary>
+    public IReadOnlyList<EngineSample> EngineSamples(VoiceRecord voice) => SamplesIn(FolderOf(voice.Id)!, voice);
+
+    private static List<EngineSample> SamplesIn(string folder, VoiceRecord voice)
+    {
+        var samples = voice.Samples.Select(s => new EngineSample(Path.Combine(folder, s.File), s.Transcript)).ToList();
+        if (voice.Prompt is { } prompt)
+        {
+            samples.Add(new EngineSample(Path.Combine(folder, prompt.File), prompt.Transcript, "prompt"));
+        }
+
+        if (voice.Reference is { } reference)
+        {
+            samples.Add(new EngineSample(Path.Combine(folder, reference), null, "reference"));
+        }
+
+        return samples;
+    }
 
     public async Task<VoiceRecord> CreateAsync(NewVoice upload, CancellationToken ct)
     {
@@ -82,7 +98,7 @@ public sealed partial class VoiceLibrary : IDisposable
             }
 
             Directory.CreateDirectory(Path.Combine(staging, "samples"));
-            var samples = new List<VoiceSampleRecord>();
+            var imported = new List<(VoiceSampleRecord Record, string Raw)>();
             for (var i = 0; i < upload.Files.Count; i++)
             {
                 var file = upload.Files[i];
@@ -91,13 +107,38 @@ public sealed partial class VoiceLibrary : IDisposable
                 var normalised = $"samples/sample-{i + 1}.wav";
                 var seconds = await importer.ImportAsync(
                     Path.Combine(staging, original), file.Extension, file.FileName, Path.Combine(staging, normalised), limits.MaxSampleSeconds, ct);
-                samples.Add(new VoiceSampleRecord(normalised, original, file.FileName, i < upload.Transcripts.Count ? upload.Transcripts[i] : null, Math.Round(seconds, 3)));
+                var raw = Path.Combine(staging, $"unnormalised-{i + 1}.wav");
+                await importer.DecodeUnnormalisedAsync(Path.Combine(staging, original), raw, ct);
+                var transcript = i < upload.Transcripts.Count && !string.IsNullOrWhiteSpace(upload.Transcripts[i]) ? upload.Transcripts[i].Trim() : null;
+                imported.Add((new VoiceSampleRecord(normalised, original, file.FileName, transcript, Math.Round(seconds, 3)), raw));
             }
 
-            var engineSamples = samples.Select(s => new EngineSample(Path.Combine(staging, s.File), s.Transcript)).ToList();
-            var profile = await engines.PrepareVoiceAsync(engines.DefaultEngine, staging, engineSamples, ct);
-            var record = new VoiceRecord(id, upload.Name.Trim(), upload.Language, DateTimeOffset.UtcNow, samples,
-                new Dictionary<string, Dictionary<string, JsonElement>> { [engines.DefaultEngine] = profile });
+            // Score, trim and transcribe the samples; choose the prompt and the reference.
+            var report = await engines.EnrolAsync(
+                staging,
+                imported.Select(s => new EnrolmentSample(Path.Combine(staging, s.Record.File), s.Raw, s.Record.OriginalName, s.Record.Transcript)).ToList(),
+                upload.Language,
+                ct);
+            foreach (var (_, raw) in imported)
+            {
+                File.Delete(raw);
+            }
+
+            var samples = imported.Select((s, i) => s.Record with
+            {
+                DurationSeconds = report.Samples[i].Seconds,
+                Transcript = report.Samples[i].Transcript,
+                TranscriptSource = report.Samples[i].TranscriptSource,
+            }).ToList();
+            var prompt = report.Prompt is { } p ? new VoicePromptRecord(p.File, p.Transcript, p.TranscriptSource) : null;
+            var record = new VoiceRecord(id, upload.Name.Trim(), upload.Language, DateTimeOffset.UtcNow, samples, null)
+            {
+                Prompt = prompt,
+                Reference = report.Reference?.File,
+                Quality = report.Json,
+            };
+            var profile = await engines.PrepareVoiceAsync(engines.DefaultEngine, staging, SamplesIn(staging, record), ct);
+            record = record with { Profiles = new Dictionary<string, Dictionary<string, JsonElement>> { [engines.DefaultEngine] = profile } };
             await File.WriteAllTextAsync(Path.Combine(staging, RecordFile), JsonSerializer.Serialize(record, Json), ct);
             Directory.Move(staging, Path.Combine(Root, id));
             LogCreated(id, samples.Count);
@@ -186,10 +227,26 @@ public sealed record VoiceRecord(
     string? Language,
     DateTimeOffset CreatedAt,
     IReadOnlyList<VoiceSampleRecord> Samples,
-    Dictionary<string, Dictionary<string, JsonElement>>? Profiles);
+    Dictionary<string, Dictionary<string, JsonElement>>? Profiles)
+{
+    /// <summary>The 3–15 s segment Qwen3 clones from, and its transcript.</summary>
+    public VoicePromptRecord? Prompt { get; init; }
 
-/// <summary>One stored sample: the normalised copy, the original as uploaded, its transcript.</summary>
-public sealed record VoiceSampleRecord(string File, string OriginalFile, string OriginalName, string? Transcript, double DurationSeconds);
+    /// <summary>Up to 30 s of the voice's best speech, which XTTS conditions on.</summary>
+    public string? Reference { get; init; }
+
+    /// <summary>The enrolment's quality report, as the API shows it.</summary>
+    public JsonElement? Quality { get; init; }
+}
+
+/// <summary>One stored sample: the trimmed, normalised copy, the original as uploaded, its transcript and where that came from (user, pocketsphinx, whisper).</summary>
+public sealed record VoiceSampleRecord(string File, string OriginalFile, string OriginalName, string? Transcript, double DurationSeconds)
+{
+    public string? TranscriptSource { get; init; }
+}
+
+/// <summary>The prompt segment of a voice: its file and transcript.</summary>
+public sealed record VoicePromptRecord(string File, string? Transcript, string? TranscriptSource);
 
 /// <summary>An upload that passed request validation, its files already spooled to disk.</summary>
 public sealed record NewVoice(string Name, string? Language, IReadOnlyList<SpooledFile> Files, IReadOnlyList<string> Transcripts);

@@ -62,6 +62,8 @@ public sealed class GpuEngineTests : IDisposable
         Assert.True(wav.Seconds > 3, $"only {wav.Seconds:0.00} s of audio");
         var prompts = Calls("create_voice_clone_prompt");
         Assert.Equal(Audio.Reference, Assert.Single(prompts).GetProperty("ref_text").GetString());
+        // The prompt is the segment enrolment chose, and XTTS conditions on the reference it wrote.
+        Assert.EndsWith("/ada/samples/prompt.wav", prompts[0].GetProperty("ref_audio").GetString(), StringComparison.Ordinal);
         Assert.False(prompts[0].GetProperty("x_vector_only_mode").GetBoolean());
         var generated = Calls("generate_voice_clone");
         Assert.Equal(
@@ -88,7 +90,8 @@ public sealed class GpuEngineTests : IDisposable
             Assert.True((await response.Content.ReadAsByteArrayAsync()).Length > 24000);
         }
 
-        Assert.Single(Calls("get_conditioning_latents"));
+        var latents = Assert.Single(Calls("get_conditioning_latents"));
+        Assert.EndsWith("/ada/samples/reference.wav", Assert.Single(latents.GetProperty("audio_path").EnumerateArray()).GetString(), StringComparison.Ordinal);
         Assert.Equal("en", Calls("inference_stream")[0].GetProperty("language").GetString());
 
         // Idle GPU engines are unloaded (the GPU's memory released), and come back on the next request.

@@ -1,33 +1,25 @@
 """The qwen3 and xtts adapters driven by fakes of qwen_tts, TTS and torch (tests/fakes)."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-FAKES = os.path.join(os.path.dirname(__file__), "fakes")
-if FAKES not in sys.path:
-    sys.path.insert(0, FAKES)
-
-import fakelog  # noqa: E402
-
-from timbre.engines import create, describe  # noqa: E402
-from timbre.engines.protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample  # noqa: E402
-from timbre.engines.qwen3 import language_name, token_cap  # noqa: E402
-from timbre.engines.seams import Joiner, speech_bounds, trim_silence  # noqa: E402
-from timbre.engines.xtts import language_code  # noqa: E402
-from timbre.text import fragments  # noqa: E402
+from timbre.engines import create, describe
+from timbre.engines.protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample
+from timbre.engines.qwen3 import language_name, token_cap
+from timbre.engines.seams import Joiner, speech_bounds, trim_silence
+from timbre.engines.xtts import language_code
+from timbre.text import fragments
 
 THREE = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. It is easy to tell the depth of a well."
 
 
 @pytest.fixture(autouse=True)
-def calls(monkeypatch):
+def fakelog(fakes, monkeypatch):
     monkeypatch.delenv("TIMBRE_FAKE_CUDA", raising=False)
-    fakelog.CALLS.clear()
-    return fakelog.CALLS
+    return fakes
 
 
 def of(calls, name):
@@ -35,7 +27,7 @@ def of(calls, name):
 
 
 @pytest.fixture
-def voice(tmp_path):
+def voice(tmp_path, fakelog):
     """A voice folder with one 4 s sample at a known pitch."""
     folder = tmp_path / "voice"
     (folder / "samples").mkdir(parents=True)
@@ -50,7 +42,7 @@ def stream(engine, folder, samples, text=THREE, **kw):
 
 # -- qwen3 -------------------------------------------------------------------------------------------
 
-def test_qwen3_base_clones_in_icl_mode_with_one_cached_prompt_and_one_seed(voice):
+def test_qwen3_base_clones_in_icl_mode_with_one_cached_prompt_and_one_seed(voice, fakelog):
     folder, path = voice
     samples = [VoiceSample(path, "the words of the sample")]
     engine = create("qwen3", {"seed": 1234})
@@ -80,7 +72,7 @@ def test_qwen3_base_clones_in_icl_mode_with_one_cached_prompt_and_one_seed(voice
     assert np.array_equal(np.concatenate(chunks), np.concatenate(again_chunks))
 
 
-def test_qwen3_without_a_transcript_clones_from_the_x_vector_only(voice):
+def test_qwen3_without_a_transcript_clones_from_the_x_vector_only(voice, fakelog):
     folder, path = voice
     engine = create("qwen3")
     assert engine.prepare_voice(folder, [VoiceSample(path)])["mode"] == "x_vector_only"
@@ -89,7 +81,7 @@ def test_qwen3_without_a_transcript_clones_from_the_x_vector_only(voice):
     assert of(fakelog.CALLS, "generate_voice_clone")[0]["icl"] is False
 
 
-def test_qwen3_prefers_the_enrolment_prompt_segment(voice, tmp_path):
+def test_qwen3_prefers_the_enrolment_prompt_segment(voice, tmp_path, fakelog):
     folder, path = voice
     prompt = str(tmp_path / "prompt.wav")
     sf.write(prompt, fakelog.speechlike(5.0, 200.0, np.random.default_rng(2)), 24000)
@@ -98,7 +90,7 @@ def test_qwen3_prefers_the_enrolment_prompt_segment(voice, tmp_path):
     assert of(fakelog.CALLS, "create_voice_clone_prompt")[0]["ref_audio"] == prompt
 
 
-def test_qwen3_streams_each_piece_before_the_later_ones_are_generated(voice):
+def test_qwen3_streams_each_piece_before_the_later_ones_are_generated(voice, fakelog):
     folder, path = voice
     engine = create("qwen3")
     chunks = engine.stream(folder, [VoiceSample(path, "t")], SpeechRequest(text=THREE))
@@ -138,7 +130,7 @@ def test_qwen3_base_refuses_instructions_and_speed(voice):
         stream(engine, folder, [VoiceSample(path, "t")], speed=1.5)
 
 
-def test_qwen3_custom_voice_speaks_a_builtin_speaker_with_instructions():
+def test_qwen3_custom_voice_speaks_a_builtin_speaker_with_instructions(fakelog):
     engine = create("qwen3", {"model": "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"})
     chunks = stream(engine, "", [], text="Good morning.", options={"speaker": "ryan"}, instructions="cheerfully")
     call = of(fakelog.CALLS, "generate_custom_voice")[0]
@@ -148,7 +140,7 @@ def test_qwen3_custom_voice_speaks_a_builtin_speaker_with_instructions():
         stream(engine, "", [], text="Hi.", options={"speaker": "Bob"})
 
 
-def test_qwen3_fine_tuned_checkpoint_speaks_its_trained_speaker(tmp_path):
+def test_qwen3_fine_tuned_checkpoint_speaks_its_trained_speaker(tmp_path, fakelog):
     checkpoint = tmp_path / "checkpoint-epoch-2"
     checkpoint.mkdir()
     (checkpoint / "config.json").write_text(json.dumps({"tts_model_type": "custom_voice", "speakers": ["me"]}))
@@ -159,7 +151,7 @@ def test_qwen3_fine_tuned_checkpoint_speaks_its_trained_speaker(tmp_path):
     assert of(fakelog.CALLS, "generate_custom_voice")[0]["speaker"] == "me"
 
 
-def test_qwen3_voice_design_needs_instructions():
+def test_qwen3_voice_design_needs_instructions(fakelog):
     engine = create("qwen3", {"model": "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign"})
     with pytest.raises(EngineInputError, match="needs instructions"):
         stream(engine, "", [], text="Hello.")
@@ -167,7 +159,7 @@ def test_qwen3_voice_design_needs_instructions():
     assert of(fakelog.CALLS, "generate_voice_design")[0]["instruct"] == "A calm, low voice"
 
 
-def test_qwen3_uses_flash_attention_only_when_importable(tmp_path, monkeypatch):
+def test_qwen3_uses_flash_attention_only_when_importable(tmp_path, monkeypatch, fakelog):
     (tmp_path / "flash_attn").mkdir()
     (tmp_path / "flash_attn" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -189,7 +181,7 @@ def test_qwen3_without_cuda_is_unavailable(monkeypatch):
         create("qwen3").load()
 
 
-def test_unloading_frees_the_gpu_and_the_next_load_works(voice):
+def test_unloading_frees_the_gpu_and_the_next_load_works(voice, fakelog):
     folder, path = voice
     engine = create("qwen3")
     engine.load()
@@ -219,7 +211,7 @@ def test_xtts_refuses_to_load_until_the_licence_is_accepted(xtts_dir):
     assert describe("xtts", {"model_dir": xtts_dir, "accept_license": True})["available"] is True
 
 
-def test_xtts_conditions_on_all_samples_once_and_streams_sentence_by_sentence(voice, xtts_dir, tmp_path):
+def test_xtts_conditions_on_all_samples_once_and_streams_sentence_by_sentence(voice, xtts_dir, tmp_path, fakelog):
     folder, path = voice
     second = str(tmp_path / "second.wav")
     sf.write(second, fakelog.speechlike(3.0, 150.0, np.random.default_rng(3)), 24000)
@@ -244,7 +236,7 @@ def test_xtts_conditions_on_all_samples_once_and_streams_sentence_by_sentence(vo
     assert len(of(fakelog.CALLS, "get_conditioning_latents")) == 1
 
 
-def test_xtts_splits_text_under_the_language_limit(voice, xtts_dir):
+def test_xtts_splits_text_under_the_language_limit(voice, xtts_dir, fakelog):
     folder, path = voice
     text = "这是一个很长的句子，" * 20 + "结束。"
     stream(create("xtts", {"model_dir": xtts_dir, "accept_license": True}), folder, [VoiceSample(path)], text=text, language="zh")
@@ -267,7 +259,7 @@ def test_xtts_maps_errors_to_what_the_caller_should_change(voice, xtts_dir, tmp_
         engine.prepare_voice(str(tmp_path / "tinyvoice"), [VoiceSample(tiny)])
 
 
-def test_xtts_loads_a_fine_tuned_checkpoint_with_the_base_vocabulary(xtts_dir, tmp_path):
+def test_xtts_loads_a_fine_tuned_checkpoint_with_the_base_vocabulary(xtts_dir, tmp_path, fakelog):
     run = tmp_path / "run"
     run.mkdir()
     (run / "best_model.pth").write_bytes(b"tuned")

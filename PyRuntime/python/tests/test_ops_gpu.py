@@ -9,8 +9,6 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FAKES = os.path.join(os.path.dirname(__file__), "fakes")
 sys.path.insert(0, os.path.join(ROOT, "ops", "gpu"))
-if FAKES not in sys.path:
-    sys.path.insert(0, FAKES)
 
 from check_gpu import engine_options  # noqa: E402
 

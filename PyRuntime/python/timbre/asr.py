@@ -1,7 +1,11 @@
-"""Speech recognition with Debian's pocketsphinx, for intelligibility checks and transcripts."""
+"""Speech recognition for transcripts and intelligibility checks: Debian's pocketsphinx (English) as the
+embedded default, Whisper (faster-whisper) whenever it is installed."""
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import threading
 
 import numpy as np
 from scipy import signal
@@ -10,6 +14,10 @@ MODEL_DIR = "/usr/share/pocketsphinx/model/en-us"
 
 
 class Recognizer:
+    """pocketsphinx with its US English model; one utterance at a time."""
+
+    name = "pocketsphinx"
+
     def __init__(self, model_dir: str = MODEL_DIR) -> None:
         from pocketsphinx import Decoder  # Debian: python3-pocketsphinx, pocketsphinx-en-us
 
@@ -48,3 +56,49 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r[i - 1] != h[j - 1]))
         prev = cur
     return prev[-1], len(r)
+
+
+def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    x = np.asarray(audio, dtype=np.float32)
+    if sample_rate != 16000:
+        g = np.gcd(16000, sample_rate)
+        x = signal.resample_poly(x, 16000 // g, sample_rate // g).astype(np.float32)
+    return x
+
+
+class WhisperRecognizer:
+    """faster-whisper, in any language it knows; the model is a size ("small") or a local folder."""
+
+    name = "whisper"
+
+    def __init__(self, model: str = "small", language: str | None = None) -> None:
+        from faster_whisper import WhisperModel
+
+        self._model = WhisperModel(model, device="auto", compute_type="default")
+        code = (language or "").split("-")[0].lower()
+        self._language = code if code and code != "auto" else None
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
+        segments, _ = self._model.transcribe(_to_16k(audio, sample_rate), language=self._language, beam_size=5)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+_lock = threading.Lock()
+_pocketsphinx: Recognizer | None = None
+
+
+def for_language(language: str | None):
+    """The best recogniser installed for the language, or None: Whisper when importable, else
+    pocketsphinx for English (TIMBRE_WHISPER_MODEL picks Whisper's model, default small)."""
+    global _pocketsphinx
+    if importlib.util.find_spec("faster_whisper") is not None:
+        return WhisperRecognizer(os.environ.get("TIMBRE_WHISPER_MODEL", "small"), language)
+    if (language or "en").split("-")[0].lower() not in ("en", "english", "auto"):
+        return None
+    with _lock:
+        if _pocketsphinx is None:
+            try:
+                _pocketsphinx = Recognizer()
+            except (ImportError, RuntimeError):
+                return None
+        return _pocketsphinx

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -53,6 +55,36 @@ def unload(name: str) -> bool:
     if release is not None:
         release()
     return True
+
+
+# Enrolment (speech recognition above all) takes seconds; it runs on a worker thread so the embedding
+# thread stays free for speech streams, and the caller polls for the result.
+_enrolment = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrol")
+_enrolments: dict[str, Future] = {}
+
+
+def enrol_start(voice_dir: str, samples_json: str, language: str) -> str:
+    from .enrol import enrol
+
+    job = uuid.uuid4().hex
+    _enrolments[job] = _enrolment.submit(enrol, voice_dir, json.loads(samples_json), language or None)
+    return job
+
+
+def enrol_result(job: str) -> str:
+    """'' while the enrolment runs; then its report (JSON), or its exception, once."""
+    future = _enrolments[job]
+    if not future.done():
+        return ""
+    del _enrolments[job]
+    return json.dumps(future.result())
+
+
+def enrol_forget(job: str) -> None:
+    """The caller gave up: drop the result whenever it comes."""
+    future = _enrolments.pop(job, None)
+    if future is not None:
+        future.cancel()
 
 
 def prepare_voice(name: str, voice_dir: str, samples_json: str) -> str:
