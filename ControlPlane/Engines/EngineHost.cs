@@ -47,6 +47,12 @@ public sealed partial class EngineHost(
             LogEngineDescribed(logger, name, description.Available, description.Reason ?? "");
         }
 
+        if (Describe(DefaultEngine) is { Available: false } unusable)
+        {
+            throw new InvalidOperationException(
+                $"Timbre:Engine:Default is '{DefaultEngine}', which cannot run here: {unusable.Reason}. Run ops/install-gpu, or set Timbre:Engine:Default to classic.");
+        }
+
         var info = await LoadAsync(DefaultEngine, cancellationToken);
         LogEngineLoaded(logger, info.Name, info.SampleRate);
         ready = true;

@@ -148,6 +148,16 @@ public sealed class GpuEngineTests : IDisposable
         Assert.Equal("engine", JsonSerializer.Deserialize<JsonElement>(problem).GetProperty("field").GetString());
     }
 
+    [Fact]
+    public async Task A_default_engine_that_cannot_run_here_stops_start_up_with_what_to_do()
+    {
+        using var server = ServerProcess.Start(work.FullName, ServerProcess.FreePort(), "/usr/bin/python3", out var log, null, "--Timbre:Engine:Default", "qwen3");
+        Assert.True(server.WaitForExit(60_000), "the server kept running with an engine it cannot load");
+        await Task.Delay(100);
+        Assert.NotEqual(0, server.ExitCode);
+        Assert.Contains("Timbre:Engine:Default is 'qwen3', which cannot run here: torch and qwen_tts not installed: run ops/install-gpu", log.ToString(), StringComparison.Ordinal);
+    }
+
     private List<JsonElement> Calls(string name) =>
         File.Exists(FakeLog)
             ? File.ReadAllLines(FakeLog).Select(l => JsonSerializer.Deserialize<JsonElement>(l)).Where(c => c.GetProperty("call").GetString() == name).ToList()

@@ -38,3 +38,11 @@ def save_atomic(torch: Any, value: Any, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def free_cuda_memory() -> None:
+    """Return the memory of dropped models to the driver, so other programs can use the GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -33,7 +33,7 @@ import numpy as np
 from .. import cache
 from ..text import Fragment, fragments
 from .protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
-from .gpu import availability, save_atomic, to_numpy
+from .gpu import availability, free_cuda_memory, save_atomic, to_numpy
 from .seams import Joiner, pipelined
 
 VERSION = "1"
@@ -184,9 +184,7 @@ class Qwen3Engine:
             self._worker.shutdown(wait=True, cancel_futures=True)
             self._worker = None
         del model
-        torch, _ = _imports()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_cuda_memory()
 
     def languages(self) -> list[str]:
         return sorted(LANGUAGES)

@@ -18,7 +18,7 @@ import numpy as np
 from .. import cache
 from ..text import fragments
 from ..textprep import is_english
-from .gpu import availability, save_atomic, to_numpy
+from .gpu import availability, free_cuda_memory, save_atomic, to_numpy
 from .protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
 from .seams import frame_energy, speech_bounds
 
@@ -132,9 +132,7 @@ class XttsEngine:
         model, self._model = self._model, None
         self._latents.clear()
         del model
-        torch, _, _ = _imports()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_cuda_memory()
 
     def languages(self) -> list[str]:
         return sorted(CHAR_LIMITS)
