@@ -145,3 +145,18 @@ def test_without_whisper_other_languages_get_no_guess(tmp_path, speech):
     report = enrol.enrol(str(folder), [{"path": str(path), "raw": str(path), "name": "de.wav", "transcript": None}], "de")
     assert report["samples"][0]["transcript"] is None and report["recogniser"] is None
     assert any(w.startswith("no transcript for the prompt") for w in report["warnings"])
+
+
+def test_a_long_transcribed_sample_gives_a_prompt_with_exactly_its_own_words(tmp_path, speech):
+    long = np.concatenate([speech, silence(0.6), speech, silence(0.6), speech])
+    report, folder = run(tmp_path, long, transcript=" ".join([TEXT] * 3))
+    prompt = report["prompt"]
+    assert 3 <= prompt["seconds"] <= 15.5
+    assert prompt["transcript_source"] == "user" and "transcript is a guess" not in kinds(report)
+    # The prompt's words are a stretch of the user's transcript, and they are what the audio says.
+    assert prompt["transcript"] in " ".join([TEXT] * 3)
+    audio, _ = sf.read(folder / "samples" / "prompt.wav", dtype="float32")
+    heard = asr.for_language("en").transcribe(audio, RATE)
+    errors, words = asr.word_errors(prompt["transcript"], heard)
+    print(f"\nprompt transcript {prompt['transcript']!r}; heard {heard!r}; WER {errors / words:.1%}")
+    assert errors / words <= 0.45

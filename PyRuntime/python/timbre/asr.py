@@ -28,6 +28,17 @@ class Recognizer:
         config.set_string("-logfn", "/dev/null")
         self._decoder = Decoder(config)
 
+    def words(self, audio: np.ndarray, sample_rate: int) -> list[tuple[str, float, float]]:
+        """The recognised words with their start and end times (seconds)."""
+        self.transcribe(audio, sample_rate)
+        out = []
+        for seg in self._decoder.seg():
+            word = re.sub(r"\(\d+\)$", "", seg.word)
+            if word.startswith(("<", "[")):
+                continue
+            out.append((word, seg.start_frame / 100.0, (seg.end_frame + 1) / 100.0))
+        return out
+
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
         x = np.asarray(audio, dtype=np.float64)
         if sample_rate != 16000:
@@ -44,6 +55,38 @@ class Recognizer:
 
 def words(text: str) -> list[str]:
     return re.sub(r"[^a-z' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def align_times(reference: list[str], recognised: list[tuple[str, float, float]]) -> tuple[list[float], float]:
+    """A start time for each reference word, from an edit-distance alignment with the recognised
+    words (words the recogniser missed get times interpolated from their neighbours), and the share
+    of reference words the recogniser got exactly."""
+    ref = [" ".join(words(w)) for w in reference]
+    hyp = [w for w, _, _ in recognised]
+    n, m = len(ref), len(hyp)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int32)
+    cost[:, 0] = np.arange(n + 1)
+    cost[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1, cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    times: list[float | None] = [None] * n
+    matched = 0
+    i, j = n, m
+    while i > 0 and j > 0:
+        if cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            times[i - 1] = recognised[j - 1][1]
+            matched += ref[i - 1] == hyp[j - 1]
+            i, j = i - 1, j - 1
+        elif cost[i, j] == cost[i - 1, j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    known = [k for k, t in enumerate(times) if t is not None]
+    if not known:
+        return [0.0] * n, 0.0
+    filled = np.interp(np.arange(n), known, [times[k] for k in known])
+    return [float(t) for t in filled], matched / max(n, 1)
 
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:

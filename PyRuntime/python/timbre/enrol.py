@@ -309,6 +309,15 @@ def _choose_prompt(kept, recogniser) -> tuple[np.ndarray, dict[str, Any]] | None
     candidates = [k for k in kept if k[2]]
     if not candidates:
         return None
+    # A longer sample with the user's words: cut a stretch and carry over exactly the words said in
+    # it, found by aligning the recogniser's timed words with the transcript.
+    if hasattr(recogniser, "words"):
+        transcribed = [k for k in candidates if k[3]["transcript_source"] == "user"]
+        for sample, x, found, entry in sorted(transcribed, key=lambda k: -_quality(k[3])):
+            cut = _aligned_window(x, found, entry["transcript"], recogniser)
+            if cut is not None:
+                window, transcript = cut
+                return x[window.start : window.end], _prompt_info(entry, window, transcript, "user", False)
     sample, x, found, entry = max(candidates, key=lambda k: (_quality(k[3]), k[3]["speech_seconds"]))
     window = _best_window(found, x)
     if window is None:
@@ -324,9 +333,35 @@ def _choose_prompt(kept, recogniser) -> tuple[np.ndarray, dict[str, Any]] | None
         separately = transcript is not None
     else:
         transcript, source, separately = None, None, False
-    return audio, {"sample": entry["file"], "start": round(window.start / SAMPLE_RATE, 3), "end": round(window.end / SAMPLE_RATE, 3),
-                   "seconds": round(len(audio) / SAMPLE_RATE, 3), "transcript": transcript,
-                   "transcript_source": source if transcript else None, "recognised_separately": separately}
+    return audio, _prompt_info(entry, window, transcript, source, separately)
+
+
+def _prompt_info(entry: dict[str, Any], window: Region, transcript: str | None, source: str | None, separately: bool) -> dict[str, Any]:
+    return {"sample": entry["file"], "start": round(window.start / SAMPLE_RATE, 3), "end": round(window.end / SAMPLE_RATE, 3),
+            "seconds": round(window.seconds, 3), "transcript": transcript,
+            "transcript_source": source if transcript else None, "recognised_separately": separately}
+
+
+#: Below this share of the transcript's words recognised exactly, the alignment is not trusted.
+ALIGNMENT_MIN_MATCH = 0.5
+
+
+def _aligned_window(x: np.ndarray, found: list[Region], transcript: str, recogniser: Any) -> tuple[Region, str] | None:
+    """The best 3–15 s stretch of a transcribed sample and the transcript's words inside it."""
+    window = _best_window(found, x)
+    if window is None or window.seconds < PROMPT_MIN_S:
+        return None
+    tokens = transcript.split()
+    times, agreement = asr.align_times(tokens, recogniser.words(x, SAMPLE_RATE))
+    if agreement < ALIGNMENT_MIN_MATCH:
+        return None
+    start_s, end_s = window.start / SAMPLE_RATE, window.end / SAMPLE_RATE
+    # Windows end at pauses, so a word belongs to the window when it starts inside it.
+    inside = [k for k, t in enumerate(times) if start_s - 0.1 <= t < end_s - 0.05]
+    if not inside:
+        return None
+    words = tokens[inside[0] : inside[-1] + 1]
+    return _pad(window, len(x)), " ".join(words)
 
 
 def _reference(kept) -> np.ndarray | None:
