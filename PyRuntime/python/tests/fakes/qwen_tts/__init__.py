@@ -71,7 +71,7 @@ class Qwen3TTSModel:
             small = False
         else:
             m = _KNOWN.match(name)
-            if m is None:
+            if m is None or (m.group(1), m.group(2)) == ("0.6B", "VoiceDesign"):  # no 0.6B VoiceDesign exists
                 raise OSError(f"{name} is not a local folder and is not a valid model identifier listed on 'https://huggingface.co/models'")
             kind = _KINDS[m.group(2)]
             speakers = SPEAKERS if kind == "custom_voice" else None
