@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using Timbre.ControlPlane.Hosting;
 using Timbre.PyRuntime;
@@ -204,7 +205,7 @@ public sealed partial class EngineHost(
                 {
                     job = "";
                     var report = JsonSerializer.Deserialize<EnrolmentReport>(json, JsonOptions)!;
-                    return report with { Json = CamelCase(System.Text.Json.Nodes.JsonNode.Parse(json)).Deserialize<JsonElement>() };
+                    return report with { Json = CamelCase(JsonSerializer.Deserialize<JsonElement>(json)).Deserialize<JsonElement>() };
                 }
             }
         }
@@ -224,26 +225,17 @@ public sealed partial class EngineHost(
     private static readonly TimeSpan EnrolmentPoll = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Python's snake_case keys in the API's camelCase, at every depth.</summary>
-    private static System.Text.Json.Nodes.JsonNode? CamelCase(System.Text.Json.Nodes.JsonNode? node)
+    private static JsonNode? CamelCase(JsonElement element) => element.ValueKind switch
     {
-        switch (node)
-        {
-            case System.Text.Json.Nodes.JsonObject o:
-                var renamed = new System.Text.Json.Nodes.JsonObject();
-                foreach (var (key, value) in o.ToList())
-                {
-                    o.Remove(key);
-                    renamed[JsonNamingPolicy.CamelCase.ConvertName(string.Concat(key.Split('_').Select((part, i) => i == 0 || part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..])))] = CamelCase(value);
-                }
+        JsonValueKind.Object => new JsonObject(element.EnumerateObject().Select(p => KeyValuePair.Create(CamelCase(p.Name), CamelCase(p.Value)))),
+        JsonValueKind.Array => new JsonArray(element.EnumerateArray().Select(CamelCase).ToArray()),
+        _ => JsonValue.Create(element),
+    };
 
-                return renamed;
-            case System.Text.Json.Nodes.JsonArray a:
-                var items = a.ToList();
-                a.Clear();
-                return new System.Text.Json.Nodes.JsonArray(items.Select(CamelCase).ToArray());
-            default:
-                return node;
-        }
+    private static string CamelCase(string snake)
+    {
+        var parts = snake.Split('_');
+        return parts[0] + string.Concat(parts.Skip(1).Where(p => p.Length > 0).Select(p => char.ToUpperInvariant(p[0]) + p[1..]));
     }
 
     /// <summary>Float32 mono chunks at the engine's rate; the first arrives after one sentence.</summary>
@@ -343,61 +335,3 @@ public sealed partial class EngineHost(
     [LoggerMessage(Level = LogLevel.Error, Message = "Engine raised {PythonType}\n{Traceback}")]
     private static partial void LogEngineFailed(ILogger logger, string pythonType, string traceback);
 }
-
-/// <summary>What an engine says about itself once loaded.</summary>
-public sealed record EngineInfo(string Name, int SampleRate, IReadOnlyList<string> Languages);
-
-/// <summary>What an engine is, whether it can run here and why not (GET /v1/engines).</summary>
-public sealed record EngineDescription(
-    string Name,
-    string Title,
-    bool Available,
-    string? Reason,
-    bool Gpu,
-    string Model,
-    string Mode,
-    IReadOnlyList<string> Languages,
-    IReadOnlyList<string> Capabilities,
-    IReadOnlyList<string> Speakers,
-    string License,
-    bool Loaded,
-    bool Default);
-
-/// <summary>A sample as enrolment receives it: the stored (normalised) copy, the unnormalised decode, its name and transcript.</summary>
-public sealed record EnrolmentSample(string Path, string Raw, string Name, string? Transcript);
-
-/// <summary>What enrolment found; Json is the whole report as the API shows it.</summary>
-public sealed record EnrolmentReport(
-    IReadOnlyList<EnrolmentSampleReport> Samples,
-    EnrolmentPrompt? Prompt,
-    EnrolmentReference? Reference,
-    IReadOnlyList<string> Warnings)
-{
-    [System.Text.Json.Serialization.JsonIgnore]
-    public JsonElement Json { get; init; }
-}
-
-public sealed record EnrolmentSampleReport(string File, double Seconds, string? Transcript, string? TranscriptSource);
-
-public sealed record EnrolmentPrompt(string File, string? Transcript, string? TranscriptSource);
-
-public sealed record EnrolmentReference(string File, double Seconds);
-
-/// <summary>A voice sample as the engines receive it; role is sample, prompt (the enrolment's chosen segment) or reference.</summary>
-public sealed record EngineSample(string Path, string? Transcript, string Role = "sample");
-
-/// <summary>The engine-facing part of a speech request; Speaker names a model's built-in or fine-tuned speaker.</summary>
-public sealed record EngineSpeechRequest(string Text, string? Language, double Speed, string? Instructions, string? Speaker = null)
-{
-    /// <summary>Engine-specific choices, as the Python engines read them.</summary>
-    public IReadOnlyDictionary<string, string?> Options => new Dictionary<string, string?> { ["speaker"] = Speaker };
-}
-
-/// <summary>The request asks for something the engine cannot do (maps to 400).</summary>
-public sealed class EngineInputException(string message) : Exception(message);
-
-/// <summary>The engine broke (maps to 500 without details).</summary>
-public sealed class EngineFailedException(string message, Exception inner) : Exception(message, inner);
-
-/// <summary>The engines are not ready (maps to 503).</summary>
-public sealed class EngineUnavailableException(string message) : Exception(message);

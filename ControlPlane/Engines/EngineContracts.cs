@@ -1,0 +1,64 @@
+using System.Text.Json;
+
+namespace Timbre.ControlPlane.Engines;
+
+// What crosses between EngineHost and its callers: engine descriptions, samples, requests, the
+// enrolment report, and the exceptions the endpoints map to problem details.
+
+/// <summary>What an engine says about itself once loaded.</summary>
+public sealed record EngineInfo(string Name, int SampleRate, IReadOnlyList<string> Languages);
+
+/// <summary>What an engine is, whether it can run here and why not (GET /v1/engines).</summary>
+public sealed record EngineDescription(
+    string Name,
+    string Title,
+    bool Available,
+    string? Reason,
+    bool Gpu,
+    string Model,
+    string Mode,
+    IReadOnlyList<string> Languages,
+    IReadOnlyList<string> Capabilities,
+    IReadOnlyList<string> Speakers,
+    string License,
+    bool Loaded,
+    bool Default);
+
+/// <summary>A sample as enrolment receives it: the stored (normalised) copy, the unnormalised decode, its name and transcript.</summary>
+public sealed record EnrolmentSample(string Path, string Raw, string Name, string? Transcript);
+
+/// <summary>What enrolment found; Json is the whole report as the API shows it.</summary>
+public sealed record EnrolmentReport(
+    IReadOnlyList<EnrolmentSampleReport> Samples,
+    EnrolmentPrompt? Prompt,
+    EnrolmentReference? Reference,
+    IReadOnlyList<string> Warnings)
+{
+    [System.Text.Json.Serialization.JsonIgnore]
+    public JsonElement Json { get; init; }
+}
+
+public sealed record EnrolmentSampleReport(string File, double Seconds, string? Transcript, string? TranscriptSource);
+
+public sealed record EnrolmentPrompt(string File, string? Transcript, string? TranscriptSource);
+
+public sealed record EnrolmentReference(string File, double Seconds);
+
+/// <summary>A voice sample as the engines receive it; role is sample, prompt (the enrolment's chosen segment) or reference.</summary>
+public sealed record EngineSample(string Path, string? Transcript, string Role = "sample");
+
+/// <summary>The engine-facing part of a speech request; Speaker names a model's built-in or fine-tuned speaker.</summary>
+public sealed record EngineSpeechRequest(string Text, string? Language, double Speed, string? Instructions, string? Speaker = null)
+{
+    /// <summary>Engine-specific choices, as the Python engines read them.</summary>
+    public IReadOnlyDictionary<string, string?> Options => new Dictionary<string, string?> { ["speaker"] = Speaker };
+}
+
+/// <summary>The request asks for something the engine cannot do (maps to 400).</summary>
+public sealed class EngineInputException(string message) : Exception(message);
+
+/// <summary>The engine broke (maps to 500 without details).</summary>
+public sealed class EngineFailedException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>The engines are not ready (maps to 503).</summary>
+public sealed class EngineUnavailableException(string message) : Exception(message);
