@@ -8,7 +8,8 @@ import re
 import threading
 
 import numpy as np
-from scipy import signal
+
+from .audio import resample
 
 MODEL_DIR = "/usr/share/pocketsphinx/model/en-us"
 
@@ -40,10 +41,7 @@ class Recognizer:
         return out
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
-        x = np.asarray(audio, dtype=np.float64)
-        if sample_rate != 16000:
-            g = np.gcd(16000, sample_rate)
-            x = signal.resample_poly(x, 16000 // g, sample_rate // g)
+        x = resample(np.asarray(audio, dtype=np.float64), sample_rate, 16000)
         pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
         d = self._decoder
         d.start_utt()
@@ -101,14 +99,6 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     return prev[-1], len(r)
 
 
-def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float32)
-    if sample_rate != 16000:
-        g = np.gcd(16000, sample_rate)
-        x = signal.resample_poly(x, 16000 // g, sample_rate // g).astype(np.float32)
-    return x
-
-
 class WhisperRecognizer:
     """faster-whisper, in any language it knows; the model is a size ("small") or a local folder."""
 
@@ -122,7 +112,7 @@ class WhisperRecognizer:
         self._language = code if code and code != "auto" else None
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
-        segments, _ = self._model.transcribe(_to_16k(audio, sample_rate), language=self._language, beam_size=5)
+        segments, _ = self._model.transcribe(resample(np.asarray(audio, dtype=np.float32), sample_rate, 16000).astype(np.float32), language=self._language, beam_size=5)
         return " ".join(s.text.strip() for s in segments).strip()
 
 

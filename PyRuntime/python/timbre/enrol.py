@@ -18,13 +18,14 @@ The report says all of this in plain language for the person who uploaded the re
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import soundfile as sf
 
-from . import asr
+from . import asr, audio
 
 SAMPLE_RATE = 24000
 FRAME_S = 0.02
@@ -141,17 +142,11 @@ def analyse(x: np.ndarray, raw: np.ndarray | None) -> dict[str, Any]:
 
 
 def _read(path: str) -> np.ndarray:
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    x = x.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        from scipy import signal
-
-        g = math.gcd(SAMPLE_RATE, sr)
-        x = signal.resample_poly(x, SAMPLE_RATE // g, sr // g).astype(np.float32)
-    return x
+    x, sr = audio.read_mono(path)
+    return audio.resample(x, sr, SAMPLE_RATE).astype(np.float32)
 
 
-def _best_window(found: Sequence[Region], x: np.ndarray) -> Region | None:
+def _best_window(found: Sequence[Region]) -> Region | None:
     """The stretch of consecutive speech regions, 3–15 s, nearest the ideal length, cut at pauses."""
     best: tuple[float, Region] | None = None
     for i in range(len(found)):
@@ -203,25 +198,18 @@ def _write(path: str, x: np.ndarray) -> None:
 
 
 def _fade(x: np.ndarray, seconds: float = 0.01) -> np.ndarray:
-    n = min(len(x) // 2, int(seconds * SAMPLE_RATE))
-    x = x.copy()
-    if n:
-        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-        x[:n] *= ramp
-        x[-n:] *= ramp[::-1]
-    return x
+    return audio.fade(x, SAMPLE_RATE, seconds)
 
 
 def enrol(voice_dir: str, samples: Sequence[dict[str, Any]], language: str | None, recogniser: Any = None) -> dict[str, Any]:
     """Checks and trims the samples in place, writes samples/prompt.wav and samples/reference.wav,
     and returns the quality report. samples: [{"path", "raw", "name", "transcript"}]."""
-    import os
-
     report_samples: list[dict[str, Any]] = []
-    kept: list[tuple[dict[str, Any], np.ndarray, list[Region], dict[str, Any]]] = []
+    # Each sample's (trimmed) audio, speech regions and report entry.
+    kept: list[tuple[np.ndarray, list[Region], dict[str, Any]]] = []
     voice_warnings: list[str] = []
     recogniser = recogniser if recogniser is not None else asr.for_language(language)
-    for index, sample in enumerate(samples):
+    for sample in samples:
         x = _read(sample["path"])
         raw = _read(sample["raw"]) if sample.get("raw") else None
         figures = analyse(x, raw)
@@ -263,7 +251,7 @@ def enrol(voice_dir: str, samples: Sequence[dict[str, Any]], language: str | Non
             "warnings": warnings,
         }
         report_samples.append(entry)
-        kept.append((sample, x, found, entry))
+        kept.append((x, found, entry))
 
     total_speech = sum(e["speech_seconds"] for e in report_samples)
     if total_speech < MIN_SPEECH_S and len(report_samples) > 1:
@@ -301,25 +289,24 @@ def _quality(entry: dict[str, Any]) -> float:
 def _choose_prompt(kept, recogniser) -> tuple[np.ndarray, dict[str, Any]] | None:
     """A whole sample of 3–15 s with the user's transcript is best (its words are exact); otherwise the
     best 3–15 s stretch of the cleanest sample, its words recognised."""
-    whole = [(s, x, f, e) for s, x, f, e in kept if e["transcript_source"] == "user" and PROMPT_MIN_S <= e["seconds"] <= PROMPT_MAX_S + 2 * MARGIN_S]
+    whole = [k for k in kept if k[2]["transcript_source"] == "user" and PROMPT_MIN_S <= k[2]["seconds"] <= PROMPT_MAX_S + 2 * MARGIN_S]
     if whole:
-        sample, x, _, entry = max(whole, key=lambda k: _quality(k[3]))
-        return x, {"sample": entry["file"], "start": 0.0, "end": entry["seconds"], "seconds": entry["seconds"],
-                   "transcript": entry["transcript"], "transcript_source": "user"}
-    candidates = [k for k in kept if k[2]]
+        x, _, entry = max(whole, key=lambda k: _quality(k[2]))
+        return x, _prompt_info(entry, Region(0, len(x)), entry["transcript"], "user", False)
+    candidates = [k for k in kept if k[1]]
     if not candidates:
         return None
     # A longer sample with the user's words: cut a stretch and carry over exactly the words said in
     # it, found by aligning the recogniser's timed words with the transcript.
     if hasattr(recogniser, "words"):
-        transcribed = [k for k in candidates if k[3]["transcript_source"] == "user"]
-        for sample, x, found, entry in sorted(transcribed, key=lambda k: -_quality(k[3])):
+        transcribed = [k for k in candidates if k[2]["transcript_source"] == "user"]
+        for x, found, entry in sorted(transcribed, key=lambda k: -_quality(k[2])):
             cut = _aligned_window(x, found, entry["transcript"], recogniser)
             if cut is not None:
                 window, transcript = cut
                 return x[window.start : window.end], _prompt_info(entry, window, transcript, "user", False)
-    sample, x, found, entry = max(candidates, key=lambda k: (_quality(k[3]), k[3]["speech_seconds"]))
-    window = _best_window(found, x)
+    x, found, entry = max(candidates, key=lambda k: (_quality(k[2]), k[2]["speech_seconds"]))
+    window = _best_window(found)
     if window is None:
         return None
     window = _pad(window, len(x))
@@ -348,7 +335,7 @@ ALIGNMENT_MIN_MATCH = 0.5
 
 def _aligned_window(x: np.ndarray, found: list[Region], transcript: str, recogniser: Any) -> tuple[Region, str] | None:
     """The best 3–15 s stretch of a transcribed sample and the transcript's words inside it."""
-    window = _best_window(found, x)
+    window = _best_window(found)
     if window is None or window.seconds < PROMPT_MIN_S:
         return None
     tokens = transcript.split()
@@ -370,7 +357,7 @@ def _reference(kept) -> np.ndarray | None:
     total = 0
     limit = int(REFERENCE_MAX_S * SAMPLE_RATE)
     gap = np.zeros(int(0.2 * SAMPLE_RATE), dtype=np.float32)
-    for _, x, found, _ in sorted(kept, key=lambda k: -_quality(k[3])):
+    for x, found, _ in sorted(kept, key=lambda k: -_quality(k[2])):
         for region in found:
             piece = _fade(x[region.start : region.end], 0.005)
             if total + len(piece) > limit:

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import cache
+from ..audio import fade
 from ..text import fragments
 from ..textprep import is_english
 from .gpu import availability, free_cuda_memory, save_atomic, to_numpy
@@ -176,7 +177,7 @@ class XttsEngine:
             last = index == len(parts) - 1
             _, end = speech_bounds(pending, SAMPLE_RATE, keep_s=0.05, peak=peak)
             pause = np.zeros(0 if last else int(part.pause_after * SAMPLE_RATE), dtype=np.float32)
-            tail = np.concatenate([_fade_end(pending[:end]), pause])
+            tail = np.concatenate([fade(pending[:end], SAMPLE_RATE, 0.01, head=False), pause])
             if len(tail):
                 yield tail
 
@@ -214,14 +215,6 @@ def _trim_start(audio: np.ndarray) -> np.ndarray:
     """Leading silence off a sentence's first chunk: it delays the first sound and lengthens pauses."""
     start, end = speech_bounds(audio, SAMPLE_RATE, keep_s=0.03)
     return audio[start:] if end > start else audio
-
-
-def _fade_end(audio: np.ndarray, seconds: float = 0.01) -> np.ndarray:
-    n = min(len(audio), int(seconds * SAMPLE_RATE))
-    if n:
-        audio = audio.copy()
-        audio[-n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
-    return audio
 
 
 def _imports() -> tuple[Any, Any, Any]:

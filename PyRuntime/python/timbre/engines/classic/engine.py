@@ -11,10 +11,10 @@ from fractions import Fraction
 from typing import Iterator, Sequence
 
 import numpy as np
-import soundfile as sf
 from scipy import signal
 
 from ... import cache
+from ...audio import read_mono
 from ...text import fragments
 from ..protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
 from . import analysis
@@ -42,11 +42,6 @@ def _resample(x: np.ndarray, ratio: float) -> np.ndarray:
     if frac == 1:
         return x
     return signal.resample_poly(x, frac.numerator, frac.denominator).astype(np.float32)
-
-
-def _read_mono(path: str) -> tuple[np.ndarray, int]:
-    data, sr = sf.read(path, dtype="float32", always_2d=True)
-    return data.mean(axis=1), sr
 
 
 class ClassicEngine:
@@ -181,7 +176,7 @@ class ClassicEngine:
         assert self._base is not None
         audio = []
         for s in samples:
-            x, sr = _read_mono(s.path)
+            x, sr = read_mono(s.path)
             if sr != FLITE_RATE:
                 x = _resample(x, FLITE_RATE / sr)
             audio.append(x)
