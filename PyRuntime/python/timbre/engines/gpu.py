@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .protocol import EngineUnavailableError
+
 
 def availability(package: str, device: str) -> dict[str, Any]:
     """Whether an engine can run here, and why not, without importing its model code."""
@@ -19,6 +21,12 @@ def availability(package: str, device: str) -> dict[str, Any]:
         if not torch.cuda.is_available():
             return {"available": False, "reason": "no CUDA GPU visible to torch"}
     return {"available": True, "reason": None}
+
+
+def require_cuda(engine: str, device: str, torch: Any) -> None:
+    """Refuses to load a model onto a CUDA device that torch cannot see."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineUnavailableError(f"{engine} needs a CUDA GPU and torch sees none (torch.cuda.is_available() is False)")
 
 
 def to_numpy(audio: Any) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 from .. import cache
 from ..text import Fragment, fragments
 from .protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
-from .gpu import availability, free_cuda_memory, save_atomic, to_numpy
+from .gpu import availability, free_cuda_memory, require_cuda, save_atomic, to_numpy
 from .seams import Joiner, pipelined
 
 VERSION = "1"
@@ -159,8 +159,7 @@ class Qwen3Engine:
         if self._model is not None:
             return
         torch, qwen_tts = _imports()
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise EngineUnavailableError("qwen3 needs a CUDA GPU and torch sees none (torch.cuda.is_available() is False)")
+        require_cuda(self.name, self.device, torch)
         kwargs: dict[str, Any] = {"device_map": self.device, "dtype": getattr(torch, self.dtype)}
         attention = self._attention()
         if attention:

@@ -19,7 +19,7 @@ from .. import cache
 from ..audio import fade
 from ..text import fragments
 from ..textprep import is_english
-from .gpu import availability, free_cuda_memory, save_atomic, to_numpy
+from .gpu import availability, free_cuda_memory, require_cuda, save_atomic, to_numpy
 from .protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
 from .seams import frame_energy, speech_bounds
 
@@ -109,8 +109,7 @@ class XttsEngine:
                 f"the XTTS-v2 weights are under the {LICENSE}; set Timbre:Engine:Xtts:AcceptLicense to true to accept it")
         os.environ["COQUI_TOS_AGREED"] = "1"
         torch, XttsConfig, Xtts = _imports()
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise EngineUnavailableError("xtts needs a CUDA GPU and torch sees none (torch.cuda.is_available() is False)")
+        require_cuda(self.name, self.device, torch)
         config_path = os.path.join(self.model_dir, "config.json")
         if not os.path.isfile(config_path):
             raise EngineUnavailableError(
