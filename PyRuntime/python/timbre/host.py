@@ -30,9 +30,7 @@ def _samples(samples_json: str) -> list[VoiceSample]:
 
 def describe(name: str, options_json: str) -> str:
     """The engine's description and availability, without loading it."""
-    info = describe_engine(name, json.loads(options_json or "{}"))
-    info["loaded"] = name in _engines
-    return json.dumps(info)
+    return json.dumps(describe_engine(name, json.loads(options_json or "{}")))
 
 
 def load(name: str, options_json: str) -> str:
