@@ -3,9 +3,12 @@ using Timbre.PyRuntime.Native;
 namespace Timbre.PyRuntime;
 
 /// <summary>A Python exception, carried into .NET with its type and formatted traceback.</summary>
-public sealed class PythonException(string pythonType, string pythonMessage, string traceback)
+public sealed class PythonException(string pythonType, string pythonMessage, string traceback, string? pythonField = null)
     : Exception($"{pythonType}: {pythonMessage}")
 {
+    /// <summary>The exception's <c>field</c> attribute when it has a non-empty one: the input at fault, for errors about the caller's input.</summary>
+    public string? PythonField { get; } = pythonField;
+
     /// <summary>The exception class name, e.g. ValueError or EngineInputError.</summary>
     public string PythonType { get; } = pythonType;
 
@@ -32,7 +35,8 @@ public sealed class PythonException(string pythonType, string pythonMessage, str
             var name = PyObject.Borrowed(type).GetAttrOrNull("__name__") ?? "Exception";
             var message = value != 0 ? PyObject.StrOf(value) : "";
             var trace = FormatTraceback(type, value, tb) ?? $"{name}: {message}";
-            return new PythonException(name, message, trace);
+            var field = value != 0 ? PyObject.Borrowed(value).GetAttrOrNull("field") : null;
+            return new PythonException(name, message, trace, string.IsNullOrEmpty(field) || field == "None" ? null : field);
         }
         finally
         {

@@ -54,8 +54,12 @@ public sealed record EngineSpeechRequest(string Text, string? Language, double S
     public IReadOnlyDictionary<string, string?> Options => new Dictionary<string, string?> { ["speaker"] = Speaker };
 }
 
-/// <summary>The request asks for something the engine cannot do (maps to 400).</summary>
-public sealed class EngineInputException(string message) : Exception(message);
+/// <summary>The request asks for something the engine cannot do (maps to 400 naming <see cref="Field"/>).</summary>
+public sealed class EngineInputException(string message, string? field = null) : Exception(message)
+{
+    /// <summary>The request field at fault in the engine's words (text, language, speed, instructions, voice), when one is.</summary>
+    public string? Field { get; } = field;
+}
 
 /// <summary>The engine broke (maps to 500 without details).</summary>
 public sealed class EngineFailedException(string message, Exception inner) : Exception(message, inner);

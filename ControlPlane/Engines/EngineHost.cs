@@ -303,7 +303,7 @@ public sealed partial class EngineHost(
     {
         if (e.PythonType == "EngineInputError")
         {
-            return new EngineInputException(e.PythonMessage);
+            return new EngineInputException(e.PythonMessage, e.PythonField);
         }
 
         if (e.PythonType == "EngineUnavailableError")

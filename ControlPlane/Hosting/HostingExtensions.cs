@@ -3,10 +3,15 @@ using Microsoft.Extensions.Options;
 namespace Timbre.ControlPlane.Hosting;
 
 /// <summary>Configuration, problem details and the pieces every feature relies on.</summary>
-public static class HostingExtensions
+public static partial class HostingExtensions
 {
     public static WebApplicationBuilder AddTimbreCore(this WebApplicationBuilder builder)
     {
+        // Timbre's messages are English and its numbers machine-read: they read the same whatever the
+        // desktop's locale (globalization is on only to normalise Unicode names).
+        System.Globalization.CultureInfo.DefaultThreadCurrentCulture = System.Globalization.CultureInfo.InvariantCulture;
+        System.Globalization.CultureInfo.DefaultThreadCurrentUICulture = System.Globalization.CultureInfo.InvariantCulture;
+        System.Globalization.CultureInfo.CurrentCulture = System.Globalization.CultureInfo.InvariantCulture;
         builder.Services.AddOptions<TimbreOptions>()
             .BindConfiguration(TimbreOptions.Section)
             .PostConfigure(o =>
@@ -34,11 +39,9 @@ public static class HostingExtensions
                 if (bad.InnerException is System.Text.Json.JsonException json)
                 {
                     var field = FieldOf(json.Path);
-                    var wrongType = field is not null && json.Message.StartsWith("The JSON value could not be converted", StringComparison.Ordinal);
-                    ctx.ProblemDetails.Detail = wrongType
-                        ? $"{field} has the wrong type: send {Expected(json.Message)}."
-                        : $"The JSON body could not be read: {json.Message}";
-                    if (wrongType)
+                    var (detail, named) = JsonProblem(json, field);
+                    ctx.ProblemDetails.Detail = detail;
+                    if (named)
                     {
                         ctx.ProblemDetails.Extensions["field"] = field;
                     }
@@ -46,6 +49,25 @@ public static class HostingExtensions
             }
         });
         return builder;
+    }
+
+    /// <summary>What was wrong with a JSON body, in a caller's words, and whether it names the field.</summary>
+    private static (string Detail, bool NamesField) JsonProblem(System.Text.Json.JsonException json, string? field)
+    {
+        // System.Text.Json reports text it cannot turn into a string (invalid UTF-8, a \ud800 escape without
+        // its pair) as a conversion failure with the decoding error inside.
+        if (field is not null && json.InnerException is InvalidOperationException { Message: var m }
+            && (m.Contains("UTF-8", StringComparison.Ordinal) || m.Contains("UTF-16", StringComparison.Ordinal)))
+        {
+            return ($"{field} is not valid text: it has bytes that are not UTF-8 or a lone surrogate (such as \\ud800 without its pair). Send the body as UTF-8 with whole characters.", true);
+        }
+
+        if (field is not null && json.Message.StartsWith("The JSON value could not be converted", StringComparison.Ordinal))
+        {
+            return ($"{field} has the wrong type: send {Expected(json.Message)}.", true);
+        }
+
+        return ($"The JSON body could not be read: {json.Message}", false);
     }
 
     /// <summary>What a field should have been, in a caller's words, from System.Text.Json's conversion message.</summary>
@@ -83,11 +105,32 @@ public static class HostingExtensions
 
     public static WebApplication UseTimbreErrors(this WebApplication app)
     {
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Timbre.ControlPlane.ClientErrors");
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             StatusCodeSelector = e => e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
+            // A malformed request is the client's mistake: one line at Information, no stack trace, so no
+            // client can fill the error log. Only server faults are logged as errors.
+            SuppressDiagnosticsCallback = context =>
+            {
+                if (context.Exception is not BadHttpRequestException bad)
+                {
+                    return false;
+                }
+
+                if (logger.IsEnabled(LogLevel.Information))
+                {
+                    var request = context.HttpContext.Request;
+                    LogClientError(logger, request.Method, request.Path.Value ?? "", bad.StatusCode, (bad.InnerException ?? bad).Message);
+                }
+
+                return true;
+            },
         });
         app.UseStatusCodePages();
         return app;
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Refused {Method} {Path} with {Status}: {Reason}")]
+    private static partial void LogClientError(ILogger logger, string method, string path, int status, string reason);
 }

@@ -40,8 +40,15 @@ public sealed class SpeechOptions
     /// <summary>Requests that may wait per engine; beyond this a request is refused at once with 429.</summary>
     public int QueueLength { get; set; } = 64;
 
-    /// <summary>The longest a request may take, waiting included.</summary>
+    /// <summary>The longest a request may take, waiting and writing the response included.</summary>
     public double RequestTimeoutSeconds { get; set; } = 300;
+
+    /// <summary>
+    /// How long a client may accept no audio before it is cut off and its engine slot freed. A player
+    /// reading in real time takes a chunk every 160 ms or so; ten seconds of nothing is a client that
+    /// stopped reading (or a network that died), and it must not hold an engine meanwhile.
+    /// </summary>
+    public double WriteStallSeconds { get; set; } = 10;
 
     /// <summary>How long streams in flight may take to finish after SIGTERM.</summary>
     public double DrainTimeoutSeconds { get; set; } = 30;
@@ -63,6 +70,12 @@ public sealed class AuthOptions
 
     /// <summary>Browser origins besides Timbre's own that may call the API (a dashboard served elsewhere).</summary>
     public List<string> AllowedOrigins { get; set; } = [];
+
+    /// <summary>
+    /// Wrong API keys one remote address may send per minute; past it every key from that address gets 429
+    /// until the minute is over, so keys cannot be guessed online. 0 turns the limit off.
+    /// </summary>
+    public int FailedAttemptsPerMinute { get; set; } = 10;
 
     public const int MinimumKeyLength = 16;
 }
@@ -242,6 +255,11 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
             errors.Add("Timbre:Speech:RequestTimeoutSeconds must be more than 0 and at most 86400.");
         }
 
+        if (speech.WriteStallSeconds is <= 0 or > 3_600 || double.IsNaN(speech.WriteStallSeconds))
+        {
+            errors.Add("Timbre:Speech:WriteStallSeconds must be more than 0 and at most 3600.");
+        }
+
         if (speech.DrainTimeoutSeconds is < 0 or > 3_600 || double.IsNaN(speech.DrainTimeoutSeconds))
         {
             errors.Add("Timbre:Speech:DrainTimeoutSeconds must be between 0 and 3600.");
@@ -253,6 +271,11 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
         if (auth.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < AuthOptions.MinimumKeyLength || k.Any(char.IsWhiteSpace)))
         {
             errors.Add($"Timbre:Auth:ApiKeys holds a key shorter than {AuthOptions.MinimumKeyLength} characters or with spaces: use long random keys, for example from `openssl rand -hex 24`.");
+        }
+
+        if (auth.FailedAttemptsPerMinute is < 0 or > 100_000)
+        {
+            errors.Add("Timbre:Auth:FailedAttemptsPerMinute must be between 0 (no limit) and 100000.");
         }
 
         foreach (var origin in auth.AllowedOrigins)

@@ -20,10 +20,14 @@ public sealed class ApiKeys(
     IOptionsMonitor<AuthenticationSchemeOptions> options,
     ILoggerFactory logger,
     UrlEncoder encoder,
-    IOptions<TimbreOptions> timbre)
+    IOptions<TimbreOptions> timbre,
+    FailedKeyAttempts failures)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
+
+    // Set on a request refused for its address's wrong keys: the challenge answers 429 instead of 401.
+    private static readonly object RefusedFor = new();
 
     /// <summary>The client a request belongs to, for fairness and rate limits: a key's id, or "local" with auth off.</summary>
     public static string ClientOf(ClaimsPrincipal? user) =>
@@ -51,6 +55,12 @@ public sealed class ApiKeys(
             return Task.FromResult(AuthenticateResult.NoResult());
         }
 
+        if (failures.Refused(Context.Connection.RemoteIpAddress) is { } wait)
+        {
+            Context.Items[RefusedFor] = wait;
+            return Task.FromResult(AuthenticateResult.Fail($"Too many wrong API keys from this address; retry in {Math.Ceiling(wait.TotalSeconds):0} s with a key from Timbre:Auth:ApiKeys."));
+        }
+
         var digest = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
         string? match = null;
         foreach (var key in keys)
@@ -62,9 +72,13 @@ public sealed class ApiKeys(
             }
         }
 
-        return Task.FromResult(match is null
-            ? AuthenticateResult.Fail("The API key is not one of Timbre:Auth:ApiKeys.")
-            : Success(IdOf(match)));
+        if (match is null)
+        {
+            failures.Failed(Context.Connection.RemoteIpAddress);
+            return Task.FromResult(AuthenticateResult.Fail("The API key is not one of Timbre:Auth:ApiKeys."));
+        }
+
+        return Task.FromResult(Success(IdOf(match)));
     }
 
     private static string? Presented(HttpRequest request)
@@ -99,11 +113,16 @@ public sealed class ApiKeys(
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
     {
         var result = await HandleAuthenticateOnceSafeAsync();
-        Response.StatusCode = StatusCodes.Status401Unauthorized;
-        Response.Headers.WWWAuthenticate = "Bearer";
         var detail = result.Failure?.Message
             ?? "This route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key> (on /hubs, access_token=<key> also works).";
-        var problem = Problems.Create(StatusCodes.Status401Unauthorized, detail, openAi: Request.Path.StartsWithSegments("/v1/audio") || Request.Path.StartsWithSegments("/v1/models"));
-        await problem.ExecuteAsync(Context);
+        var openAi = Request.Path.StartsWithSegments("/v1/audio") || Request.Path.StartsWithSegments("/v1/models");
+        if (Context.Items[RefusedFor] is TimeSpan wait)
+        {
+            await new RetryAfterResult(Problems.Create(StatusCodes.Status429TooManyRequests, detail, openAi: openAi), wait).ExecuteAsync(Context);
+            return;
+        }
+
+        Response.Headers.WWWAuthenticate = "Bearer";
+        await Problems.Create(StatusCodes.Status401Unauthorized, detail, openAi: openAi).ExecuteAsync(Context);
     }
 }

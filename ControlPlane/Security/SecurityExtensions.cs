@@ -16,6 +16,7 @@ public static class SecurityExtensions
     public static WebApplicationBuilder AddSecurity(this WebApplicationBuilder builder)
     {
         builder.Services.AddLogRedaction();
+        builder.Services.AddSingleton<FailedKeyAttempts>();
         builder.Services.AddAuthentication(ApiKeys.SchemeName).AddScheme<AuthenticationSchemeOptions, ApiKeys>(ApiKeys.SchemeName, null);
         // Every endpoint needs a key unless it says otherwise (/health and /ready do).
         builder.Services.AddAuthorizationBuilder().SetFallbackPolicy(

@@ -73,13 +73,13 @@ public static class OpenAiApi
             return SpeechHttp.Problem(problem.Status == 404 ? problem with { Status = 400 } : problem, openAi: true);
         }
 
-        var (stream, error) = await SpeechHttp.StartAsync(synthesizer, job!, http.User, openAi: true, ct);
+        var (stream, error) = await SpeechHttp.StartAsync(synthesizer, job!, http, Fields, openAi: true);
         if (error is not null)
         {
             return error;
         }
 
-        await using (stream)
+        return await SpeechHttp.DeliverAsync(http, stream!, Fields, openAi: true, async () =>
         {
             var pieces = encoder.EncodeAsync(stream!.ReadAllAsync(ct), stream.SampleRate, format, ct);
             if (streamFormat == "sse")
@@ -92,7 +92,7 @@ public static class OpenAiApi
             }
 
             return TypedResults.Empty;
-        }
+        });
     }
 
     public static Ok<ModelList> Models(EngineHost engines) =>

@@ -16,7 +16,8 @@ public static class SpeechApi
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status429TooManyRequests)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout);
         return app;
     }
 
@@ -39,13 +40,13 @@ public static class SpeechApi
             return Problems.BadRequest($"format '{body.Format}' is not supported; use one of {string.Join(", ", AudioEncoder.Formats)}.", "format");
         }
 
-        var (stream, error) = await SpeechHttp.StartAsync(synthesizer, job!, http.User, openAi: false, ct);
+        var (stream, error) = await SpeechHttp.StartAsync(synthesizer, job!, http, SpeechFields.Native, openAi: false);
         if (error is not null)
         {
             return error;
         }
 
-        await using (stream)
+        return await SpeechHttp.DeliverAsync(http, stream!, SpeechFields.Native, openAi: false, async () =>
         {
             var audio = stream!.ReadAllAsync(ct);
             if (body.Stream != true)
@@ -56,7 +57,7 @@ public static class SpeechApi
 
             await SpeechHttp.WriteAudioAsync(http.Response, encoder.EncodeAsync(audio, stream.SampleRate, format, ct), format, stream.SampleRate, ct);
             return TypedResults.Empty;
-        }
+        });
     }
 }
 

@@ -18,6 +18,10 @@ public static class SpeechExtensions
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
 
         builder.Services.AddSignalR().AddMessagePackProtocol();
+        // SignalR logs every exception that ends a hub stream as an error with its stack trace, a refusal
+        // sent as HubException (bad voice, timeout, busy) included: any client could fill the error log.
+        // SpeechHub logs refusals itself at Information and its real faults at Error instead.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.SignalR.Internal.DefaultHubDispatcher", LogLevel.Critical);
         builder.Services.AddOptions<HubOptions>().Configure<IOptions<TimbreOptions>>((hub, timbre) =>
         {
             // A request is at most MaxTextLength characters (up to 4 bytes each in UTF-8) plus a few small fields.

@@ -1,4 +1,3 @@
-using System.Security.Claims;
 using System.Text.Json;
 using Timbre.ControlPlane.Engines;
 using Timbre.ControlPlane.Hosting;
@@ -14,34 +13,67 @@ public static class SpeechHttp
 
     /// <summary>Starts synthesis and maps every refusal to its problem details; null result means started.</summary>
     public static async Task<(Synthesizer.SpeechStream? Stream, IResult? Error)> StartAsync(
-        Synthesizer synthesizer, SpeechJob job, ClaimsPrincipal user, bool openAi, CancellationToken ct)
+        Synthesizer synthesizer, SpeechJob job, HttpContext http, SpeechFields fields, bool openAi)
     {
         try
         {
-            return (await synthesizer.StartAsync(job, ApiKeys.ClientOf(user), ct), null);
+            return (await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted), null);
         }
-        catch (SpeechRejectedException e)
+        catch (Exception e) when (ProblemOf(e, fields, openAi) is { } problem)
         {
-            var status = e.Reason switch
+            return (null, problem);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="deliver"/> (which reads <paramref name="stream"/> and writes the response) and
+    /// disposes the stream. A failure before the response starts is a problem detail; after it, the
+    /// connection is cut, so the client sees a body that ended early instead of a complete-looking one.
+    /// </summary>
+    public static async Task<IResult> DeliverAsync(HttpContext http, Synthesizer.SpeechStream stream, SpeechFields fields, bool openAi, Func<Task<IResult>> deliver)
+    {
+        await using (stream)
+        {
+            try
             {
-                RejectionReason.Draining => StatusCodes.Status503ServiceUnavailable,
-                RejectionReason.Timeout => StatusCodes.Status504GatewayTimeout,
-                _ => StatusCodes.Status429TooManyRequests,
-            };
-            var problem = Problems.Create(status, e.Message, openAi: openAi);
-            return (null, e.RetryAfter is { } retry ? new RetryAfterResult(problem, retry) : problem);
+                return await deliver();
+            }
+            catch (Exception e) when (!http.Response.HasStarted && ProblemOf(e, fields, openAi) is { } problem)
+            {
+                return problem;
+            }
+            catch (Exception e) when (e is SpeechRejectedException or EngineFailedException or OperationCanceledException or IOException)
+            {
+                // Timeouts, cut-off clients and hang-ups are logged by the stream as it ends, engine faults by
+                // the engine host; none is a fault of this request's handling.
+                http.Abort();
+                return TypedResults.Empty;
+            }
         }
-        catch (EngineInputException e)
+    }
+
+    /// <summary>The problem details for a refusal or failure of speech; null for anything else.</summary>
+    private static IResult? ProblemOf(Exception e, SpeechFields fields, bool openAi)
+    {
+        switch (e)
         {
-            return (null, Problems.Create(StatusCodes.Status400BadRequest, e.Message, openAi: openAi));
-        }
-        catch (EngineUnavailableException e)
-        {
-            return (null, Problems.Create(StatusCodes.Status503ServiceUnavailable, e.Message, openAi: openAi));
-        }
-        catch (EngineFailedException e)
-        {
-            return (null, Problems.Create(StatusCodes.Status500InternalServerError, e.Message, openAi: openAi));
+            case SpeechRejectedException r:
+                var status = r.Reason switch
+                {
+                    RejectionReason.Draining => StatusCodes.Status503ServiceUnavailable,
+                    RejectionReason.Timeout => StatusCodes.Status504GatewayTimeout,
+                    _ => StatusCodes.Status429TooManyRequests,
+                };
+                var problem = Problems.Create(status, r.Message, openAi: openAi);
+                return r.RetryAfter is { } retry ? new RetryAfterResult(problem, retry) : problem;
+            case EngineInputException i:
+                return Problems.Create(StatusCodes.Status400BadRequest, i.Message, fields.Of(i.Field), openAi);
+            case EngineUnavailableException u:
+                return Problems.Create(StatusCodes.Status503ServiceUnavailable, u.Message, openAi: openAi);
+            case EngineFailedException f:
+                return Problems.Create(StatusCodes.Status500InternalServerError, f.Message, openAi: openAi);
+            default:
+                return null;
         }
     }
 

@@ -8,7 +8,7 @@ using Timbre.ControlPlane.Security;
 namespace Timbre.ControlPlane.Speech;
 
 /// <summary>/hubs/speech: speech as a stream of 16-bit PCM chunks, over JSON or MessagePack.</summary>
-public sealed class SpeechHub(Synthesizer synthesizer, SpeechRequests requests, RequestLimiter limiter) : Hub
+public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests requests, RequestLimiter limiter, ILogger<SpeechHub> logger) : Hub
 {
     /// <summary>About 160 ms of audio per chunk: small enough to start playback at once, large enough to keep per-message overhead low.</summary>
     public const double ChunkSeconds = 0.16;
@@ -24,17 +24,17 @@ public sealed class SpeechHub(Synthesizer synthesizer, SpeechRequests requests, 
         var client = ApiKeys.ClientOf(Context.User);
         if (limiter.TryAcquire(client) is { } retryAfter)
         {
-            throw new HubException($"Too many requests for this API key: retry in {retryAfter.TotalSeconds:0} s.");
+            throw Refuse($"Too many requests for this API key: retry in {retryAfter.TotalSeconds:0} s.");
         }
 
         var (job, problem) = synthesizer.Check(
             new SpeechInput(request.Text, request.Voice, request.Language, request.Engine, request.Instructions, request.Speed), SpeechFields.Native);
         if (problem is not null)
         {
-            throw new HubException(problem.Detail);
+            throw Refuse(problem.Detail);
         }
 
-        using var registration = requests.Register(client, request.RequestId, cancellationToken);
+        using var registration = Register(client, request.RequestId, cancellationToken);
         var stream = await StartAsync(job!, client, registration.Token);
         await using (stream)
         {
@@ -63,20 +63,38 @@ public sealed class SpeechHub(Synthesizer synthesizer, SpeechRequests requests, 
     /// <summary>Cancels this API key's stream with <paramref name="requestId"/>, from any connection. True when one was running.</summary>
     public bool CancelSpeech(string requestId) => requests.Cancel(ApiKeys.ClientOf(Context.User), requestId);
 
+    private SpeechRequests.Registration Register(string client, string? requestId, CancellationToken ct)
+    {
+        try
+        {
+            return requests.Register(client, requestId, ct);
+        }
+        catch (HubException e)
+        {
+            throw Refuse(e.Message);
+        }
+    }
+
     private async Task<Synthesizer.SpeechStream> StartAsync(SpeechJob job, string client, CancellationToken ct)
     {
         try
         {
-            return await synthesizer.StartAsync(job, client, ct);
+            // A hub client that stops reading blocks the whole connection: cutting it off is the only remedy.
+            return await synthesizer.StartAsync(job, client, Context.Abort, ct);
         }
         catch (Exception e) when (e is SpeechRejectedException or EngineInputException or EngineUnavailableException or EngineFailedException)
         {
             // Only a HubException's message reaches the client; these messages say what to do.
-            throw new HubException(e.Message, e);
+            throw Refuse(e.Message, e);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogFault(logger, e);
+            throw;
         }
     }
 
-    private static async Task<bool> NextAsync(IAsyncEnumerator<float[]> audio)
+    private async Task<bool> NextAsync(IAsyncEnumerator<float[]> audio)
     {
         try
         {
@@ -84,9 +102,28 @@ public sealed class SpeechHub(Synthesizer synthesizer, SpeechRequests requests, 
         }
         catch (Exception e) when (e is SpeechRejectedException or EngineFailedException)
         {
-            throw new HubException(e.Message, e);
+            throw Refuse(e.Message, e);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogFault(logger, e);
+            throw;
         }
     }
+
+    /// <summary>The exception that ends a stream with <paramref name="message"/> for the client, logged once without a stack trace.</summary>
+    private HubException Refuse(string message, Exception? cause = null)
+    {
+        // Engine faults were logged with their traceback where they happened; the rest are the client's to fix.
+        LogRefused(logger, message);
+        return new HubException(message, cause);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Hub stream refused or stopped: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Hub stream failed")]
+    private static partial void LogFault(ILogger logger, Exception exception);
 }
 
 /// <summary>The hub streams running now, by API key and request id, so that each id streams once and can be cancelled.</summary>

@@ -48,33 +48,43 @@ public sealed class SpeechScheduler
     }
 
     /// <summary>Waits for a slot on <paramref name="engine"/>; the returned lease frees it.</summary>
+    /// <param name="engine">The engine's lane.</param>
+    /// <param name="client">Who asks: waiting requests are served round-robin across clients.</param>
+    /// <param name="cost">The request's size in characters of text, for the Retry-After estimate.</param>
+    /// <param name="cancellationToken">Leaves the queue.</param>
     /// <exception cref="SpeechRejectedException">The queue is full or Timbre is draining.</exception>
-    public ValueTask<SpeechLease> EnterAsync(string engine, string client, CancellationToken cancellationToken)
+    public ValueTask<SpeechLease> EnterAsync(string engine, string client, int cost, CancellationToken cancellationToken)
     {
         if (draining)
         {
             throw new SpeechRejectedException(RejectionReason.Draining, "Timbre is shutting down; retry on another instance or after the restart.", null);
         }
 
-        return lanes[engine].EnterAsync(engine, client, cancellationToken);
+        return lanes[engine].EnterAsync(engine, client, Math.Max(1, cost), cancellationToken);
     }
 
-    private sealed class Lane(int slots, int queueLength)
+    /// <summary>Until the first request on a lane completes, a request is assumed to hold its slot this long per character.</summary>
+    internal const double PriorSecondsPerCharacter = 0.01;
+
+    internal sealed class Lane(int slots, int queueLength)
     {
         private readonly Lock gate = new();
         private readonly Dictionary<string, Queue<Waiter>> byClient = new(StringComparer.Ordinal);
         // Clients with someone waiting, in the order they are next served.
         private readonly LinkedList<string> turn = new();
+        private readonly HashSet<SpeechLease> holders = [];
         private int running;
         private int waiting;
-        // Exponentially weighted mean of how long a request holds a slot, for Retry-After.
-        private double meanHoldSeconds = 2;
+        // Exponentially weighted means of how long completed requests held a slot and how long their
+        // texts were: their ratio is the lane's measured service time per character, under the load it has had.
+        private double meanHoldSeconds;
+        private double meanCharacters;
 
         public int Running => Volatile.Read(ref running);
 
         public int Waiting => Volatile.Read(ref waiting);
 
-        public ValueTask<SpeechLease> EnterAsync(string engine, string client, CancellationToken ct)
+        public ValueTask<SpeechLease> EnterAsync(string engine, string client, int cost, CancellationToken ct)
         {
             ct.ThrowIfCancellationRequested();
             Waiter waiter;
@@ -83,19 +93,19 @@ public sealed class SpeechScheduler
                 if (running < slots && waiting == 0)
                 {
                     running++;
-                    return ValueTask.FromResult(new SpeechLease(Release, engine));
+                    return ValueTask.FromResult(Hold(engine, cost));
                 }
 
                 if (waiting >= queueLength)
                 {
-                    var retry = TimeSpan.FromSeconds(Math.Clamp(Math.Ceiling(meanHoldSeconds * (waiting + 1) / slots), 1, 120));
+                    var retry = RetryAfter();
                     throw new SpeechRejectedException(
                         RejectionReason.QueueFull,
                         $"The {engine} engine is busy: {running} requests are running and {waiting} waiting, the most it queues. Retry in {retry.TotalSeconds:0} s.",
                         retry);
                 }
 
-                waiter = new Waiter(client, engine);
+                waiter = new Waiter(client, engine, cost);
                 if (!byClient.TryGetValue(client, out var queue))
                 {
                     byClient[client] = queue = new Queue<Waiter>();
@@ -107,6 +117,44 @@ public sealed class SpeechScheduler
             }
 
             return WaitAsync(waiter, ct);
+        }
+
+        private SpeechLease Hold(string engine, int cost)
+        {
+            var lease = new SpeechLease(this, engine, cost);
+            holders.Add(lease);
+            return lease;
+        }
+
+        /// <summary>
+        /// When a request arriving now would start at once: every running request's expected remaining time
+        /// and every waiting request's expected time, packed onto the slots in turn; the earliest slot then free.
+        /// Whole seconds, as Retry-After carries them.
+        /// </summary>
+        private TimeSpan RetryAfter()
+        {
+            var perCharacter = meanCharacters > 0 ? meanHoldSeconds / meanCharacters : PriorSecondsPerCharacter;
+            var free = new PriorityQueue<double, double>();
+            foreach (var holder in holders)
+            {
+                var expected = holder.Cost * perCharacter;
+                // One running longer than expected is not about to finish: assume a tenth of its estimate is left.
+                var left = Math.Max(expected - holder.Elapsed.TotalSeconds, expected / 10);
+                free.Enqueue(left, left);
+            }
+
+            for (var idle = holders.Count; idle < slots; idle++)
+            {
+                free.Enqueue(0, 0);
+            }
+
+            foreach (var waiter in byClient.Values.SelectMany(q => q))
+            {
+                var at = free.Dequeue() + (waiter.Cost * perCharacter);
+                free.Enqueue(at, at);
+            }
+
+            return TimeSpan.FromSeconds(Math.Clamp(Math.Ceiling(free.Peek()), 1, 3600));
         }
 
         private async ValueTask<SpeechLease> WaitAsync(Waiter waiter, CancellationToken ct)
@@ -164,11 +212,14 @@ public sealed class SpeechScheduler
             }
         }
 
-        public void Release(TimeSpan held)
+        public void Release(SpeechLease lease)
         {
             lock (gate)
             {
-                meanHoldSeconds = (0.8 * meanHoldSeconds) + (0.2 * held.TotalSeconds);
+                holders.Remove(lease);
+                var first = meanCharacters == 0;
+                meanHoldSeconds = first ? lease.Elapsed.TotalSeconds : (0.8 * meanHoldSeconds) + (0.2 * lease.Elapsed.TotalSeconds);
+                meanCharacters = first ? lease.Cost : (0.8 * meanCharacters) + (0.2 * lease.Cost);
                 running--;
                 // The freed slot goes to the client whose turn it is, then that client goes to the back.
                 while (turn.First is { } next)
@@ -188,22 +239,26 @@ public sealed class SpeechScheduler
                     }
 
                     running++;
-                    if (waiter.Admitted.TrySetResult(new SpeechLease(Release, waiter.Engine)))
+                    var admitted = Hold(waiter.Engine, waiter.Cost);
+                    if (waiter.Admitted.TrySetResult(admitted))
                     {
                         return;
                     }
 
+                    holders.Remove(admitted);
                     running--;
                 }
             }
         }
     }
 
-    private sealed class Waiter(string client, string engine)
+    private sealed class Waiter(string client, string engine, int cost)
     {
         public string Client { get; } = client;
 
         public string Engine { get; } = engine;
+
+        public int Cost { get; } = cost;
 
         public TaskCompletionSource<SpeechLease> Admitted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -211,23 +266,28 @@ public sealed class SpeechScheduler
     /// <summary>A held engine slot; disposing it gives the slot to the next waiting client.</summary>
     public sealed class SpeechLease : IDisposable
     {
-        private readonly Action<TimeSpan> release;
+        private readonly Lane lane;
         private readonly long started = TimeProvider.System.GetTimestamp();
         private int released;
 
-        internal SpeechLease(Action<TimeSpan> release, string engine)
+        internal SpeechLease(Lane lane, string engine, int cost)
         {
-            this.release = release;
+            this.lane = lane;
             Engine = engine;
+            Cost = cost;
         }
 
         public string Engine { get; }
+
+        internal int Cost { get; }
+
+        internal TimeSpan Elapsed => TimeProvider.System.GetElapsedTime(started);
 
         public void Dispose()
         {
             if (Interlocked.Exchange(ref released, 1) == 0)
             {
-                release(TimeProvider.System.GetElapsedTime(started));
+                lane.Release(this);
             }
         }
     }
@@ -240,6 +300,7 @@ public enum RejectionReason
     Draining,
     RateLimited,
     Timeout,
+    SlowClient,
 }
 
 /// <summary>A request refused by the scheduler: 429 with Retry-After when full, 503 when draining.</summary>

@@ -14,6 +14,14 @@ public sealed record SpeechInput(string? Text, string? Voice, string? Language, 
 public sealed record SpeechFields(string Text, string Voice, string Engine)
 {
     public static readonly SpeechFields Native = new("text", "voice", "engine");
+
+    /// <summary>The caller's name for a field an engine named (text, voice, language, speed, instructions).</summary>
+    public string? Of(string? engineField) => engineField switch
+    {
+        "text" => Text,
+        "voice" => Voice,
+        _ => engineField,
+    };
 }
 
 /// <summary>A checked request: an engine, a voice that exists and what to say.</summary>
@@ -138,10 +146,18 @@ public sealed partial class Synthesizer(
     /// Admits the job, starts the engine and waits for its first audio, so that refusals and bad input
     /// surface as errors before a caller commits to a response.
     /// </summary>
+    /// <param name="job">The checked request.</param>
+    /// <param name="client">Who asks, for fairness in the queue.</param>
+    /// <param name="cutOff">
+    /// Drops the caller's connection. Called once, from a timer, when the client accepts no audio for
+    /// <c>WriteStallSeconds</c> or the request's deadline passes while its audio is being written: a
+    /// write blocked on a client that stopped reading cannot be cancelled any other way.
+    /// </param>
+    /// <param name="cancellationToken">The caller going away.</param>
     /// <exception cref="SpeechRejectedException">Queue full, draining, or the request timed out before audio.</exception>
     /// <exception cref="EngineInputException">The engine refused the request.</exception>
     /// <exception cref="EngineUnavailableException">The engine cannot load.</exception>
-    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, CancellationToken cancellationToken)
+    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, Action cutOff, CancellationToken cancellationToken)
     {
         var arrived = TimeProvider.System.GetTimestamp();
         var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -150,16 +166,16 @@ public sealed partial class Synthesizer(
         IAsyncEnumerator<float[]>? chunks = null;
         try
         {
-            lease = await scheduler.EnterAsync(job.Engine, client, timeout.Token);
+            lease = await scheduler.EnterAsync(job.Engine, client, job.Request.Text.Length, timeout.Token);
             var info = await engines.LoadAsync(job.Engine, timeout.Token);
             chunks = engines.StreamAsync(job.Engine, job.VoiceDirectory, job.Samples, job.Request, timeout.Token).GetAsyncEnumerator(timeout.Token);
             if (!await chunks.MoveNextAsync())
             {
-                throw new EngineInputException("The engine produced no audio for this text.");
+                throw new EngineInputException("The engine produced no audio for this text: give words it can say.", "text");
             }
 
             metrics.TimeToFirstAudio(job.Engine, TimeProvider.System.GetElapsedTime(arrived));
-            return new SpeechStream(this, job, info.SampleRate, chunks, lease, timeout);
+            return new SpeechStream(this, job, info.SampleRate, chunks, lease, timeout, cutOff);
         }
         catch (Exception e)
         {
@@ -196,6 +212,7 @@ public sealed partial class Synthesizer(
         RejectionReason.Draining => "draining",
         RejectionReason.RateLimited => "rate_limited",
         RejectionReason.Timeout => "timeout",
+        RejectionReason.SlowClient => "slow_client",
         _ => "other",
     };
 
@@ -218,30 +235,58 @@ public sealed partial class Synthesizer(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Speech stream on {Engine} for voice {Voice} ended {Outcome}: {Chunks} engine chunks, {AudioSeconds:0.00} s of audio")]
     private static partial void LogEnded(ILogger logger, string engine, string voice, string outcome, int chunks, double audioSeconds);
 
+    private void Reject(string reason) => metrics.Rejected(reason);
+
+    private void CutOffLogged(SpeechJob job, string why) => LogCutOff(logger, job.Engine, job.Voice.Id, why);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cut off a {Engine} stream for voice {Voice}: {Why}")]
+    private static partial void LogCutOff(ILogger logger, string engine, string voice, string why);
+
     /// <summary>
     /// An admitted request whose first audio is ready. Reading it to the end completes it; disposing it
     /// early closes the engine's generator and frees the engine slot.
     /// </summary>
+    /// <remarks>
+    /// The turn passes between the engine (making the next chunk) and the client (taking the last one:
+    /// encoding, writing, waiting for the socket). A turn with the client is watched: when it accepts
+    /// nothing for <c>WriteStallSeconds</c>, or the request's deadline passes during it, the connection
+    /// is cut, which ends the blocked write, and the caller's disposal then frees the slot. A deadline
+    /// passing on the engine's turn stops the engine instead and surfaces from <see cref="ReadAllAsync"/>.
+    /// </remarks>
     public sealed class SpeechStream : IAsyncDisposable
     {
+        private const int EngineTurn = 0;
+        private const int ClientTurn = 1;
+        private const int Over = 2;
+
         private readonly Synthesizer owner;
         private readonly IAsyncEnumerator<float[]> chunks;
         private readonly SpeechScheduler.SpeechLease lease;
         private readonly CancellationTokenSource timeout;
+        private readonly Action cutOff;
+        private readonly TimeSpan stallLimit;
+        private readonly ITimer stall;
+        private readonly CancellationTokenRegistration deadline;
         private readonly long started = TimeProvider.System.GetTimestamp();
+        private int turn = ClientTurn;
         private int count;
         private long samples;
         private string? outcome;
         private int disposed;
 
-        internal SpeechStream(Synthesizer owner, SpeechJob job, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout)
+        internal SpeechStream(Synthesizer owner, SpeechJob job, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout, Action cutOff)
         {
             this.owner = owner;
             this.chunks = chunks;
             this.lease = lease;
             this.timeout = timeout;
+            this.cutOff = cutOff;
             Job = job;
             SampleRate = sampleRate;
+            stallLimit = TimeSpan.FromSeconds(owner.settings.Speech.WriteStallSeconds);
+            // The first chunk is ready: the client's turn starts now.
+            stall = TimeProvider.System.CreateTimer(_ => CutOff(RejectionReason.SlowClient), null, stallLimit, Timeout.InfiniteTimeSpan);
+            deadline = timeout.Token.Register(() => CutOff(RejectionReason.Timeout));
         }
 
         public SpeechJob Job { get; }
@@ -249,6 +294,8 @@ public sealed partial class Synthesizer(
         public int SampleRate { get; }
 
         /// <summary>Mono float32 chunks, the first one included; read once.</summary>
+        /// <exception cref="SpeechRejectedException">The deadline passed while the engine worked (reason Timeout).</exception>
+        /// <exception cref="OperationCanceledException">The client was cut off, or went away.</exception>
         public async IAsyncEnumerable<float[]> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
         {
             var current = chunks.Current;
@@ -258,15 +305,17 @@ public sealed partial class Synthesizer(
                 count++;
                 samples += current.Length;
                 yield return current;
+                EngineTakesTurn();
                 bool more;
                 try
                 {
                     more = await chunks.MoveNextAsync();
                 }
-                catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested && Volatile.Read(ref turn) == EngineTurn)
                 {
                     outcome = "timeout";
-                    throw new SpeechRejectedException(RejectionReason.Timeout, "The request ran past Timbre:Speech:RequestTimeoutSeconds and was stopped.", null);
+                    owner.Reject(Reason(RejectionReason.Timeout));
+                    throw new SpeechRejectedException(RejectionReason.Timeout, $"The request ran past {owner.settings.Speech.RequestTimeoutSeconds:0} s (Timbre:Speech:RequestTimeoutSeconds) and was stopped.", null);
                 }
                 catch (EngineFailedException)
                 {
@@ -277,11 +326,55 @@ public sealed partial class Synthesizer(
                 if (!more)
                 {
                     outcome = "completed";
+                    // The last writes are the client's too: a client that stops reading now is still cut off.
+                    ClientTakesTurn();
                     yield break;
                 }
 
                 current = chunks.Current;
+                ClientTakesTurn();
             }
+        }
+
+        private void EngineTakesTurn()
+        {
+            if (Interlocked.CompareExchange(ref turn, EngineTurn, ClientTurn) != ClientTurn)
+            {
+                throw new OperationCanceledException("The client was cut off.");
+            }
+
+            stall.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+
+        private void ClientTakesTurn()
+        {
+            if (Interlocked.CompareExchange(ref turn, ClientTurn, EngineTurn) != EngineTurn)
+            {
+                return;
+            }
+
+            stall.Change(stallLimit, Timeout.InfiniteTimeSpan);
+            if (timeout.IsCancellationRequested)
+            {
+                CutOff(RejectionReason.Timeout);
+            }
+        }
+
+        /// <summary>Cuts the connection, once, and only while the client holds the turn.</summary>
+        private void CutOff(RejectionReason why)
+        {
+            if (Interlocked.CompareExchange(ref turn, Over, ClientTurn) != ClientTurn)
+            {
+                return;
+            }
+
+            var reason = Reason(why);
+            outcome = reason;
+            owner.Reject(reason);
+            owner.CutOffLogged(Job, why == RejectionReason.Timeout
+                ? $"the request passed Timbre:Speech:RequestTimeoutSeconds ({owner.settings.Speech.RequestTimeoutSeconds:0} s) while its audio was being written"
+                : $"the client accepted no audio for Timbre:Speech:WriteStallSeconds ({stallLimit.TotalSeconds:0} s)");
+            cutOff();
         }
 
         public async ValueTask DisposeAsync()
@@ -291,6 +384,9 @@ public sealed partial class Synthesizer(
                 return;
             }
 
+            Interlocked.Exchange(ref turn, Over);
+            await stall.DisposeAsync();
+            await deadline.DisposeAsync();
             try
             {
                 // Leaving before the end closes the Python generator here, before the slot is freed.

@@ -52,7 +52,20 @@ public sealed partial class VoiceLibrary : IDisposable
     /// <summary>A voice by id, or by name (case-insensitive); null if there is none.</summary>
     public VoiceRecord? Find(string idOrName) =>
         (VoiceNames.IsValidId(idOrName) ? Read(idOrName) : null)
-        ?? List().FirstOrDefault(v => string.Equals(v.Name, idOrName, StringComparison.OrdinalIgnoreCase));
+        ?? List().FirstOrDefault(v => string.Equals(v.Name, Canonical(idOrName), StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The stored form of a name, or the text itself when it is not valid Unicode (it then matches no name).</summary>
+    private static string Canonical(string name)
+    {
+        try
+        {
+            return VoiceNames.Canonical(name);
+        }
+        catch (ArgumentException)
+        {
+            return name;
+        }
+    }
 
     /// <summary>The voice's folder, or null when the id is malformed; never a path outside the library.</summary>
     public string? FolderOf(string id)
@@ -131,7 +144,7 @@ public sealed partial class VoiceLibrary : IDisposable
                 TranscriptSource = report.Samples[i].TranscriptSource,
             }).ToList();
             var prompt = report.Prompt is { } p ? new VoicePromptRecord(p.File, p.Transcript, p.TranscriptSource) : null;
-            var record = new VoiceRecord(id, upload.Name.Trim(), upload.Language, DateTimeOffset.UtcNow, samples, null)
+            var record = new VoiceRecord(id, VoiceNames.Canonical(upload.Name), upload.Language, DateTimeOffset.UtcNow, samples, null)
             {
                 Prompt = prompt,
                 Reference = report.Reference?.File,

@@ -23,12 +23,12 @@ public sealed class SchedulerTests
     public async Task A_freed_slot_goes_to_clients_in_turn_not_in_arrival_order()
     {
         var scheduler = Scheduler(slots: 1, queue: 10);
-        var running = await scheduler.EnterAsync("classic", "a", default);
+        var running = await scheduler.EnterAsync("classic", "a", 10, default);
         var admitted = new List<string>();
         var waits = new List<Task>();
         foreach (var (client, name) in new[] { ("a", "a2"), ("a", "a3"), ("a", "a4"), ("b", "b1") })
         {
-            var wait = scheduler.EnterAsync("classic", client, default).AsTask();
+            var wait = scheduler.EnterAsync("classic", client, 10, default).AsTask();
             waits.Add(wait.ContinueWith(async t =>
             {
                 lock (admitted)
@@ -52,9 +52,9 @@ public sealed class SchedulerTests
     public async Task A_full_queue_refuses_at_once_with_a_retry_time()
     {
         var scheduler = Scheduler(slots: 1, queue: 1);
-        using var running = await scheduler.EnterAsync("classic", "a", default);
-        var waiting = scheduler.EnterAsync("classic", "b", default);
-        var refused = await Assert.ThrowsAsync<SpeechRejectedException>(async () => await scheduler.EnterAsync("classic", "c", default));
+        using var running = await scheduler.EnterAsync("classic", "a", 10, default);
+        var waiting = scheduler.EnterAsync("classic", "b", 10, default);
+        var refused = await Assert.ThrowsAsync<SpeechRejectedException>(async () => await scheduler.EnterAsync("classic", "c", 10, default));
         Assert.Equal(RejectionReason.QueueFull, refused.Reason);
         Assert.True(refused.RetryAfter >= TimeSpan.FromSeconds(1));
         Assert.False(waiting.IsCompleted);
@@ -64,10 +64,10 @@ public sealed class SchedulerTests
     public async Task A_cancelled_waiter_leaves_the_queue_and_the_next_one_gets_the_slot()
     {
         var scheduler = Scheduler(slots: 1, queue: 5);
-        var running = await scheduler.EnterAsync("classic", "a", default);
+        var running = await scheduler.EnterAsync("classic", "a", 10, default);
         using var cts = new CancellationTokenSource();
-        var cancelled = scheduler.EnterAsync("classic", "b", cts.Token).AsTask();
-        var next = scheduler.EnterAsync("classic", "c", default).AsTask();
+        var cancelled = scheduler.EnterAsync("classic", "b", 10, cts.Token).AsTask();
+        var next = scheduler.EnterAsync("classic", "c", 10, default).AsTask();
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
         Assert.Equal(1, scheduler.Waiting("classic"));
@@ -80,11 +80,11 @@ public sealed class SchedulerTests
     public async Task Draining_refuses_waiting_and_new_requests()
     {
         var scheduler = Scheduler(slots: 1, queue: 5);
-        using var running = await scheduler.EnterAsync("classic", "a", default);
-        var waiting = scheduler.EnterAsync("classic", "b", default).AsTask();
+        using var running = await scheduler.EnterAsync("classic", "a", 10, default);
+        var waiting = scheduler.EnterAsync("classic", "b", 10, default).AsTask();
         scheduler.BeginDrain();
         Assert.Equal(RejectionReason.Draining, (await Assert.ThrowsAsync<SpeechRejectedException>(() => waiting)).Reason);
-        Assert.Equal(RejectionReason.Draining, (await Assert.ThrowsAsync<SpeechRejectedException>(async () => await scheduler.EnterAsync("classic", "c", default))).Reason);
+        Assert.Equal(RejectionReason.Draining, (await Assert.ThrowsAsync<SpeechRejectedException>(async () => await scheduler.EnterAsync("classic", "c", 10, default))).Reason);
     }
 
     [Fact]

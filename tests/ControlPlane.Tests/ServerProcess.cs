@@ -52,7 +52,13 @@ public static class ServerProcess
     {
         for (var i = 0; i < 240; i++)
         {
-            Assert.False(server.HasExited, $"server exited: {log}");
+            if (server.HasExited)
+            {
+                // The output handlers may still be appending: read the log under their lock.
+                server.WaitForExit();
+                Assert.Fail($"server exited ({server.ExitCode}): {Text(log)}");
+            }
+
             try
             {
                 if ((await http.GetAsync("/ready")).IsSuccessStatusCode)
@@ -67,7 +73,16 @@ public static class ServerProcess
             await Task.Delay(250);
         }
 
-        Assert.Fail($"server never became ready: {log}");
+        Assert.Fail($"server never became ready: {Text(log)}");
+    }
+
+    /// <summary>The output so far, read under the lock its writers take.</summary>
+    public static string Text(StringBuilder log)
+    {
+        lock (log)
+        {
+            return log.ToString();
+        }
     }
 
     public static int FreePort()

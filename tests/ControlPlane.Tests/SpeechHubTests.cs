@@ -228,10 +228,11 @@ public sealed class SpeechHubTests : IAsyncLifetime, IDisposable
         Assert.DoesNotContain(lines, l => l.Contains(Key, StringComparison.Ordinal));
     }
 
-    internal static async Task Eventually(Func<bool> condition)
+    internal static async Task Eventually(Func<bool> condition, double seconds = 5)
     {
         // Polls for a state change that follows an event the test caused; the bound only stops a broken build from hanging.
-        for (var i = 0; i < 200 && !condition(); i++)
+        var until = DateTime.UtcNow.AddSeconds(seconds);
+        while (DateTime.UtcNow < until && !condition())
         {
             await Task.Delay(25);
         }

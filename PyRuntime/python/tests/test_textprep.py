@@ -151,3 +151,26 @@ def test_language_auto_treats_ascii_text_as_english():
 
 def test_text_that_is_only_code_has_nothing_else_to_say():
     assert prepare("```\nx\n```", "de") == ""
+
+
+@pytest.mark.parametrize(
+    "text, spoken",
+    [
+        ("Card 4111111111111111 expires.", "Card four one one one, one one one one, one one one one, one one one one expires."),
+        ("Serial 12345678901234567.", "Serial one two three four, five six seven eight, nine zero one two, three four five six, seven."),
+        ("1,234,567,890,123,456 units", "one, two three four, five six seven, eight nine zero, one two three, four five six units"),
+        # Fifteen digits are still a quantity, and a long fraction stays a decimal.
+        ("123456789012345", "one hundred twenty-three trillion four hundred fifty-six billion seven hundred eighty-nine million twelve thousand three hundred forty-five"),
+        ("3.14159265358979323846", "three point " + " ".join("one four one five nine two six five three five eight nine seven nine three two three eight four six".split())),
+    ],
+)
+def test_long_digit_runs_are_read_in_groups(text, spoken):
+    assert prepare(text, "en") == spoken
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "#" + "9" * 5000, "9" * 5000 + "th", "$" + "9" * 5000, "9" * 5000 + " km", ",".join(["999"] * 1500)])
+def test_digit_runs_past_pythons_int_limit_are_spoken_not_an_error(text):
+    # CPython refuses int() on more than 4300 digits; a long run must never get that far.
+    spoken = prepare(text, "en")
+    assert spoken.count("nine") >= 4000
+    assert not any(c.isdigit() for c in spoken)

@@ -118,6 +118,9 @@ _YEAR_RANGE = re.compile(r"(?<![\w.,-])((?:1[1-9]|20)\d\d)\s?[–-]\s?((?:1[1-9]
 _YEAR_CONTEXT = re.compile(
     r"\b(in|since|by|from|until|till|year|during|before|after|around|circa|early|late|mid|to|between)\s+((?:1[1-9]|20)\d\d)\b(?!\s?%|,\d)", re.I
 )
+# Past fifteen digits nobody says a number as a quantity: a serial, card or hash is read digit by
+# digit in groups (as written, when it has separators; else in fours), with a pause between groups.
+_LONG_DIGITS = re.compile(r"(?<![\d,.])(?:\d{1,3}(?:,\d{3}){5,}(?![\d,]\d)|\d{16,})")
 _PLAIN_NUMBER = re.compile(rf"(?<![\w.])(-|\u2212)?({_NUMBER})(?![\w])")
 _HASH_NUMBER = re.compile(r"(?<![\w&])#(\d+)\b")
 
@@ -214,6 +217,12 @@ def _date(month: str, day: str | None, year_: str | None) -> str:
     return spoken
 
 
+def _long_digits(match: re.Match[str]) -> str:
+    run = match.group(0)
+    groups = run.split(",") if "," in run else [run[i:i + 4] for i in range(0, len(run), 4)]
+    return ", ".join(digits(g) for g in groups)
+
+
 def _plain_number(match: re.Match[str]) -> str:
     sign, number = match.group(1), match.group(2)
     if not sign and re.fullmatch(r"0\d+", number):  # 007, zip codes, ids
@@ -252,6 +261,7 @@ def verbalise(text: str) -> str:
     text = _EMAIL.sub(_email, text)
     text = _SLASH_DATE.sub(_slash_date, text)
     text = _PATH.sub(_path, text)
+    text = _LONG_DIGITS.sub(_long_digits, text)
     text = _FILE.sub(lambda m: f"{_dotted(m.group(1))} dot {m.group(2)}", text)
     text = _DOMAIN.sub(lambda m: _dotted(m.group(0)), text)
     for pattern, spoken in _ABBREVIATIONS:

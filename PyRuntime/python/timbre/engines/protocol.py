@@ -8,7 +8,15 @@ import numpy as np
 
 
 class EngineInputError(ValueError):
-    """The caller asked for something the engine cannot do; the message says what to change."""
+    """The caller asked for something the engine cannot do; the message says what to change.
+
+    field names the request field at fault (text, language, speed, instructions, voice), when one is,
+    so that the server's 400 names it too.
+    """
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class EngineUnavailableError(RuntimeError):

@@ -84,7 +84,8 @@ def language_name(code: str | None) -> str:
         if name.lower() == key:
             return name
     raise EngineInputError(
-        f"qwen3 does not speak '{code}'; use one of {', '.join(sorted(LANGUAGES))} or leave language out to detect it"
+        f"qwen3 does not speak '{code}'; use one of {', '.join(sorted(LANGUAGES))} or leave language out to detect it",
+        field="language",
     )
 
 
@@ -204,12 +205,12 @@ class Qwen3Engine:
     def stream(self, voice_dir: str, samples: Sequence[VoiceSample], request: SpeechRequest) -> Iterator[np.ndarray]:
         self.load()
         if abs(request.speed - 1.0) > 1e-6:
-            raise EngineInputError("qwen3 has no speed control; send speed 1.0 (or leave it out), or use the classic engine")
+            raise EngineInputError("qwen3 has no speed control; send speed 1.0 (or leave it out), or use the classic engine", field="speed")
         language = language_name(request.language)
         generate = self._generator(voice_dir, samples, request, language)
         parts = fragments(request.text, max_chars=self.max_chars, sentence_pause=0.25, phrase_pause=0.0)
         if not parts:
-            raise EngineInputError("text has nothing to say: give at least one word")
+            raise EngineInputError("text has nothing to say: give at least one word", field="text")
         joiner = Joiner(SAMPLE_RATE, crossfade_s=self.crossfade_s)
         assert self._worker is not None
         for part, audio in pipelined(parts, generate, self._worker):
@@ -241,7 +242,8 @@ class Qwen3Engine:
             if instructions:
                 raise EngineInputError(
                     "instructions need a Qwen3 CustomVoice (1.7B) or VoiceDesign model; this server's qwen3 "
-                    f"engine loads a Base model ({self.model_id}) that clones voices without them"
+                    f"engine loads a Base model ({self.model_id}) that clones voices without them",
+                    field="instructions",
                 )
             prompt, _, _ = self._prompt(voice_dir, samples)
 
@@ -258,7 +260,7 @@ class Qwen3Engine:
                     max_new_tokens=token_cap(part.text), **self.generation)[0][0]
         else:
             if not instructions:
-                raise EngineInputError("the qwen3 VoiceDesign model needs instructions that describe the voice to speak in")
+                raise EngineInputError("the qwen3 VoiceDesign model needs instructions that describe the voice to speak in", field="instructions")
 
             def call(part: Fragment) -> np.ndarray:
                 return model.generate_voice_design(
@@ -283,9 +285,10 @@ class Qwen3Engine:
                 match = next((s for s in supported if s.lower() == name.lower()), None)
                 if match is not None or not supported:
                     return match or name
-                raise EngineInputError(f"qwen3 has no speaker '{name}'; this model has {', '.join(supported)}")
+                raise EngineInputError(f"qwen3 has no speaker '{name}'; this model has {', '.join(supported)}", field="voice")
         raise EngineInputError(
-            f"name one of the model's speakers as the voice: {', '.join(supported) or 'none are listed'}"
+            f"name one of the model's speakers as the voice: {', '.join(supported) or 'none are listed'}",
+            field="voice",
         )
 
     def _prompt(self, voice_dir: str, samples: Sequence[VoiceSample]) -> tuple[list[Any], bool, str]:
@@ -293,7 +296,7 @@ class Qwen3Engine:
         torch, qwen_tts = _imports()
         chosen = by_role(samples, "prompt")
         if not chosen:
-            raise EngineInputError("this voice has no samples to clone from")
+            raise EngineInputError("this voice has no samples to clone from", field="voice")
         # One reference: the enrolment's prompt segment, else the first sample with a transcript.
         reference = next((s for s in chosen if s.transcript), chosen[0])
         key = cache.samples_key(self.name, f"{VERSION}:{self.model_id}", [reference])
@@ -311,7 +314,7 @@ class Qwen3Engine:
                     items = self._model.create_voice_clone_prompt(
                         ref_audio=reference.path, ref_text=transcript, x_vector_only_mode=transcript is None)
                 except ValueError as e:
-                    raise EngineInputError(f"qwen3 cannot clone from this voice's sample: {e}") from e
+                    raise EngineInputError(f"qwen3 cannot clone from this voice's sample: {e}", field="voice") from e
                 save_atomic(torch, {"items": [asdict(item) for item in items]}, path)
             self._prompts[path] = items
             return items, cached, key

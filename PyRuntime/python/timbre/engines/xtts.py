@@ -41,13 +41,13 @@ def language_code(code: str | None, text: str) -> str:
     if code is None or code.strip().lower() in ("", "auto"):
         if is_english(None, text):
             return "en"
-        raise EngineInputError("xtts cannot detect the language: give one of " + ", ".join(sorted(CHAR_LIMITS)))
+        raise EngineInputError("xtts cannot detect the language: give one of " + ", ".join(sorted(CHAR_LIMITS)), field="language")
     key = code.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in CHAR_LIMITS:
         key = _ALIASES.get(key.split("-")[0], key.split("-")[0])
     if key not in CHAR_LIMITS:
-        raise EngineInputError(f"xtts does not speak '{code}'; use one of {', '.join(sorted(CHAR_LIMITS))}")
+        raise EngineInputError(f"xtts does not speak '{code}'; use one of {', '.join(sorted(CHAR_LIMITS))}", field="language")
     return key
 
 
@@ -145,13 +145,13 @@ class XttsEngine:
     def stream(self, voice_dir: str, samples: Sequence[VoiceSample], request: SpeechRequest) -> Iterator[np.ndarray]:
         self.load()
         if request.instructions and request.instructions.strip():
-            raise EngineInputError("xtts does not take instructions; leave them out or use a qwen3 CustomVoice or VoiceDesign model")
+            raise EngineInputError("xtts does not take instructions; leave them out or use a qwen3 CustomVoice or VoiceDesign model", field="instructions")
         if not 0.5 <= request.speed <= 2.0:
-            raise EngineInputError(f"xtts speaks at speed 0.5 to 2.0, got {request.speed}")
+            raise EngineInputError(f"xtts speaks at speed 0.5 to 2.0, got {request.speed}", field="speed")
         language = language_code(request.language, request.text)
         parts = fragments(request.text, max_chars=CHAR_LIMITS[language], sentence_pause=self.sentence_pause_s, phrase_pause=0.0)
         if not parts:
-            raise EngineInputError("text has nothing to say: give at least one word")
+            raise EngineInputError("text has nothing to say: give at least one word", field="text")
         (gpt_cond_latent, speaker_embedding), _, _ = self._conditioning(voice_dir, samples)
         for index, part in enumerate(parts):
             chunks = self._model.inference_stream(
@@ -187,7 +187,7 @@ class XttsEngine:
         torch, _, _ = _imports()
         chosen = by_role(samples, "reference")
         if not chosen:
-            raise EngineInputError("this voice has no samples to clone from")
+            raise EngineInputError("this voice has no samples to clone from", field="voice")
         key = cache.samples_key(self.name, VERSION, chosen)
         path = cache.cache_path(voice_dir, self.name, key, ".pt")
         with self._lock:
@@ -202,7 +202,7 @@ class XttsEngine:
                     latents = self._model.get_conditioning_latents(
                         audio_path=[s.path for s in chosen], max_ref_length=self.max_reference_seconds)
                 except RuntimeError as e:
-                    raise EngineInputError(f"xtts cannot use this voice's samples ({e}); enrol at least 3 s of speech") from e
+                    raise EngineInputError(f"xtts cannot use this voice's samples ({e}); enrol at least 3 s of speech", field="voice") from e
                 save_atomic(torch, {"gpt_cond_latent": latents[0], "speaker_embedding": latents[1]}, path)
             if self.device.startswith("cuda"):
                 latents = (latents[0].to(self.device), latents[1].to(self.device))

@@ -104,7 +104,7 @@ class ClassicEngine:
         self.load()
         samples = by_role(samples, "sample")
         if not samples:
-            raise EngineInputError("a voice needs at least one sample")
+            raise EngineInputError("a voice needs at least one sample", field="voice")
         key = cache.samples_key(self.name, VERSION, samples)
         path = cache.cache_path(voice_dir, self.name, key, ".json")
         profile = cache.read_json(path)
@@ -122,12 +122,13 @@ class ClassicEngine:
     ) -> Iterator[np.ndarray]:
         language = (request.language or "en").lower()
         if language not in ("en", "en-us", "en-gb", "english", "auto"):
-            raise EngineInputError(f"the classic engine speaks English only; language '{request.language}' is not supported")
+            raise EngineInputError(f"the classic engine speaks English only; language '{request.language}' is not supported", field="language")
         if not 0.25 <= request.speed <= 4.0:
-            raise EngineInputError(f"speed must be between 0.25 and 4.0, got {request.speed}")
+            raise EngineInputError(f"speed must be between 0.25 and 4.0, got {request.speed}", field="speed")
         parts = fragments(request.text, sentence_pause=PAUSE_S)
-        if not parts:
-            raise EngineInputError("text has nothing to say: give at least one word")
+        # Punctuation alone ("... ?!") is no words: flite would answer it with silence.
+        if not parts or not any(c.isalnum() for c in request.text):
+            raise EngineInputError("text has nothing to say: give at least one word", field="text")
         profile = self.prepare_voice(voice_dir, samples)
         eq = np.asarray(profile["eq_taps"], dtype=np.float64)
         pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed)
@@ -185,7 +186,7 @@ class ClassicEngine:
             stats = analysis.pitch_stats(analysis.yin_pitch(joined, FLITE_RATE))
             rate = analysis.speaking_rate(joined, FLITE_RATE)
         except ValueError as e:
-            raise EngineInputError(f"the voice's samples cannot be analysed: {e}") from e
+            raise EngineInputError(f"the voice's samples cannot be analysed: {e}", field="voice") from e
         ref_env = analysis.spectral_envelope(joined, FLITE_RATE)
         base = self._base
         # Vocal tract length follows F0 only loosely (male/female formants differ by ~15–20 %
