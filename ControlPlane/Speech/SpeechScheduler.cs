@@ -63,8 +63,12 @@ public sealed class SpeechScheduler
         return lanes[engine].EnterAsync(engine, client, Math.Max(1, cost), cancellationToken);
     }
 
-    /// <summary>Until the first request on a lane completes, a request is assumed to hold its slot this long per character.</summary>
-    internal const double PriorSecondsPerCharacter = 0.01;
+    /// <summary>
+    /// Until the first request on a lane completes, a request is assumed to hold its slot this long per
+    /// character: what the classic engine takes with sixteen streams sharing two cores, which is the
+    /// state a lane is in when its queue fills. Measured hold times replace it from the first completion.
+    /// </summary>
+    internal const double PriorSecondsPerCharacter = 0.025;
 
     internal sealed class Lane(int slots, int queueLength)
     {
