@@ -175,7 +175,7 @@ public sealed partial class Synthesizer(
             }
 
             metrics.TimeToFirstAudio(job.Engine, TimeProvider.System.GetElapsedTime(arrived));
-            return new SpeechStream(this, job, info.SampleRate, chunks, lease, timeout, cutOff);
+            return new SpeechStream(this, job, info.SampleRate, chunks, lease, timeout, cutOff, cancellationToken);
         }
         catch (Exception e)
         {
@@ -264,6 +264,7 @@ public sealed partial class Synthesizer(
         private readonly SpeechScheduler.SpeechLease lease;
         private readonly CancellationTokenSource timeout;
         private readonly Action cutOff;
+        private readonly CancellationToken callerGone;
         private readonly TimeSpan stallLimit;
         private readonly ITimer stall;
         private readonly CancellationTokenRegistration deadline;
@@ -274,13 +275,14 @@ public sealed partial class Synthesizer(
         private string? outcome;
         private int disposed;
 
-        internal SpeechStream(Synthesizer owner, SpeechJob job, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout, Action cutOff)
+        internal SpeechStream(Synthesizer owner, SpeechJob job, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout, Action cutOff, CancellationToken callerGone)
         {
             this.owner = owner;
             this.chunks = chunks;
             this.lease = lease;
             this.timeout = timeout;
             this.cutOff = cutOff;
+            this.callerGone = callerGone;
             Job = job;
             SampleRate = sampleRate;
             stallLimit = TimeSpan.FromSeconds(owner.settings.Speech.WriteStallSeconds);
@@ -354,16 +356,19 @@ public sealed partial class Synthesizer(
             }
 
             stall.Change(stallLimit, Timeout.InfiniteTimeSpan);
-            if (timeout.IsCancellationRequested)
+            if (DeadlinePassed)
             {
                 CutOff(RejectionReason.Timeout);
             }
         }
 
+        // The timeout source also fires when the caller hangs up (it is linked to the caller's token): that is no timeout.
+        private bool DeadlinePassed => timeout.IsCancellationRequested && !callerGone.IsCancellationRequested;
+
         /// <summary>Cuts the connection, once, and only while the client holds the turn.</summary>
         private void CutOff(RejectionReason why)
         {
-            if (Interlocked.CompareExchange(ref turn, Over, ClientTurn) != ClientTurn)
+            if ((why == RejectionReason.Timeout && !DeadlinePassed) || Interlocked.CompareExchange(ref turn, Over, ClientTurn) != ClientTurn)
             {
                 return;
             }
