@@ -13,7 +13,10 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import threading
 import time
+import tempfile
 import unicodedata
 import urllib.parse
 
@@ -178,16 +181,157 @@ def bad_input(t: Timbre) -> list[str]:
         f"invalid UTF-8 in text: {status_utf8} ({json.loads(problem).get('detail', '')[:60]}…); lone surrogate: {status_sur}",
     ]
     names = []
+    sample = open(os.environ["PROBE_SAMPLE"], "rb").read()
     for name in ["Café", unicodedata.normalize("NFD", "Café"), "Cafe", "Ольга", "日本語"]:
-        boundary = "probe"
-        sample = open(os.environ["PROBE_SAMPLE"], "rb").read()
-        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"ref.wav\"\r\nContent-Type: audio/wav\r\n\r\n").encode() + sample + f"\r\n--{boundary}--\r\n".encode()
-        status, _, reply = t.request("POST", "/v1/voices", form, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body, headers = multipart(name, "ref.wav", sample)
+        status, _, reply = t.request("POST", "/v1/voices", body, headers=headers)
         label = "Café (NFD)" if name != unicodedata.normalize("NFC", name) else name
         names.append(f"{label} → {json.loads(reply)['id'] if status == 201 else status}")
     lines.append("voice names: " + ", ".join(names))
     return lines
+
+
+def multipart(name: str, filename: str, data: bytes) -> tuple[bytes, dict]:
+    boundary = "probe-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def traversal_and_ssrf(t: Timbre) -> list[str]:
+    paths = ["/v1/voices/..%2F..%2Fetc%2Fpasswd", "/v1/voices/%2e%2e", "/v1/voices/..%5C..%5Cetc", "/v1/voices/ada%2F..%2F..",
+             "/v1/voices/.staging", "/v1/voices/%C0%AE%C0%AE%2Fetc"]
+    answers = [t.request("GET", p)[0] for p in paths] + [t.request("DELETE", p)[0] for p in paths]
+    leaked = sum(b"root:" in t.request("GET", p)[2] for p in paths)
+    # Files that make ffmpeg open a URL: the server must refuse them without reaching the listener.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    traps = {
+        "hls.wav": f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:{port}/a.ts\n#EXT-X-ENDLIST\n",
+        "concat.wav": f"ffconcat version 1.0\nfile 'http://127.0.0.1:{port}/a.wav'\n",
+        "list.m3u.wav": f"http://127.0.0.1:{port}/b.wav\n",
+        "sdp.wav": f"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio {port} RTP/AVP 0\n",
+    }
+    statuses = []
+    for filename, text in traps.items():
+        body, headers = multipart(f"trap {filename.split('.')[0]}", filename, text.encode())
+        statuses.append(t.request("POST", "/v1/voices", body, headers=headers)[0])
+    reached = 0
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        try:
+            listener.accept()[0].close()
+            reached += 1
+        except OSError:
+            pass
+    listener.close()
+    return [
+        f"{len(answers)} traversal attempts (GET and DELETE, encoded dots and slashes): statuses {sorted(set(answers))}, file contents leaked: {leaked}",
+        f"HLS, ffconcat, playlist and SDP files disguised as audio: statuses {statuses}; connections to the loopback listener they name: {reached}",
+    ]
+
+
+def killed_enrolment(server: list[str], sample: bytes) -> list[str]:
+    """Starts Timbre on a fresh library, kills it with SIGKILL at points of an upload, restarts, checks the library."""
+    data = tempfile.mkdtemp(prefix="timbre-kill-")
+    port = free_port()
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(server + ["--urls", f"http://127.0.0.1:{port}", "--Timbre:DataDirectory", data],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t = Timbre(f"http://127.0.0.1:{port}", "")
+        for _ in range(240):
+            try:
+                if t.request("GET", "/ready", key=None)[0] == 200:
+                    return proc
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError("the server did not come back")
+
+    t = Timbre(f"http://127.0.0.1:{port}", "")
+    outcomes = []
+    for i, delay in enumerate([0.05, 0.3, 0.8, 1.5, 3.0]):
+        proc = start()
+        body, headers = multipart(f"Killed {i}", "take.wav", sample)
+        upload = threading.Thread(target=lambda: _ignore(lambda: t.request("POST", "/v1/voices", body, key=None, headers=headers)))
+        upload.start()
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        upload.join()
+        proc = start()
+        status, _, listing = t.request("GET", "/v1/voices", key=None)
+        voices = {v["id"]: v for v in json.loads(listing)}
+        folders = sorted(f for f in os.listdir(data) if not f.startswith("."))
+        whole = all(voices.get(f, {}).get("samples") and t.request("POST", "/v1/speech", {"text": "Hello.", "voice": f}, key=None)[0] == 200
+                    for f in folders)
+        outcomes.append((delay, f"killed-{i}" in voices, whole and set(folders) == set(voices)))
+        proc.terminate()
+        proc.wait()
+    ok = sum(o[2] for o in outcomes)
+    kept = sum(o[1] for o in outcomes)
+    return [f"SIGKILL at {', '.join(f'{o[0]:g}' for o in outcomes)} s into an enrolment: the library was whole after restart {ok}/5 times "
+            f"(the voice present and speaking {kept} times, absent {5 - kept}; never half there)"]
+
+
+def _ignore(call) -> None:
+    try:
+        call()
+    except (OSError, http.client.HTTPException):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def process(pid: int) -> tuple[int, int, int]:
+    status = open(f"/proc/{pid}/status").read()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) // 1024
+    threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))
+    return rss, threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def soak(t: Timbre, pid: int, seconds: float) -> list[str]:
+    """Mixed traffic for a while: speech on every path, hang-ups, bad input, library reads."""
+    def cycle(i: int) -> None:
+        kind = i % 6
+        if kind == 0:
+            stream_body(t, "A short line for the soak.")
+        elif kind == 1:
+            stream_body(t, LONG, read_all=False)
+        elif kind == 2:
+            t.request("POST", "/v1/audio/speech", {"model": "tts-1", "input": "Soak test.", "voice": "ada", "response_format": "mp3"})
+        elif kind == 3:
+            t.request("POST", "/v1/speech", b'{"text": ', headers={"Content-Type": "application/json"})
+        elif kind == 4:
+            t.request("GET", "/v1/voices")
+        else:
+            t.request("GET", "/v1/voices/nobody")
+
+    warm_end = time.time() + min(20, seconds / 4)
+    i = 0
+    with cf.ThreadPoolExecutor(4) as pool:
+        while time.time() < warm_end:
+            list(pool.map(cycle, range(i, i + 4)))
+            i += 4
+        before = process(pid)
+        end = time.time() + seconds
+        start = i
+        while time.time() < end:
+            list(pool.map(cycle, range(i, i + 4)))
+            i += 4
+    time.sleep(2)
+    after = process(pid)
+    return [f"{seconds:.0f} s soak after a warm-up, {i - start} operations (speech on three paths, hang-ups, malformed JSON, reads): "
+            f"RSS {before[0]} → {after[0]} MiB, threads {before[1]} → {after[1]}, open files {before[2]} → {after[2]}"]
 
 
 def drain(t: Timbre, pid: int) -> list[str]:
@@ -206,11 +350,15 @@ def main() -> None:
     p.add_argument("--key", required=True)
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--stall-seconds", type=float, required=True)
+    p.add_argument("--soak-seconds", type=float, default=180)
+    p.add_argument("--server", required=True, help="the command that starts a Timbre server, as a JSON list")
     a = p.parse_args()
     t = Timbre(a.timbre, a.key)
+    sample = open(os.environ["PROBE_SAMPLE"], "rb").read()
     for title, step in [("auth", lambda: auth(t)), ("overload", lambda: burst(t)), ("hang-ups", lambda: leaving(t)),
                         ("clients that stop reading", lambda: stalled(t, a.stall_seconds)), ("bad input", lambda: bad_input(t)),
-                        ("shutdown", lambda: drain(t, a.pid))]:
+                        ("traversal and SSRF", lambda: traversal_and_ssrf(t)), ("soak", lambda: soak(t, a.pid, a.soak_seconds)),
+                        ("shutdown", lambda: drain(t, a.pid)), ("SIGKILL during enrolment", lambda: killed_enrolment(json.loads(a.server), sample))]:
         print(f"probe: {title}", flush=True)
         for line in step():
             print(f"  - {line}", flush=True)
