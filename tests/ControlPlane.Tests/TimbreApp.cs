@@ -50,6 +50,13 @@ public sealed class TimbreApp : WebApplicationFactory<Program>
         return created.GetProperty("id").GetString()!;
     }
 
+    /// <summary>Fails with the lines themselves when the server logged anything at Error or Critical.</summary>
+    public void AssertNoErrorsLogged()
+    {
+        var errors = Logs.Lines.Where(l => l.StartsWith("Error ", StringComparison.Ordinal) || l.StartsWith("Critical ", StringComparison.Ordinal)).ToList();
+        Assert.True(errors.Count == 0, string.Join("\n", errors));
+    }
+
     /// <summary>A service of the running server.</summary>
     public T Get<T>()
         where T : notnull => Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<T>(Services);
