@@ -96,7 +96,6 @@ public sealed class SpeechScheduler
             {
                 if (running < slots && waiting == 0)
                 {
-                    running++;
                     return ValueTask.FromResult(Hold(engine, cost));
                 }
 
@@ -123,11 +122,19 @@ public sealed class SpeechScheduler
             return WaitAsync(waiter, ct);
         }
 
+        // The count of running requests and the set of their leases change together, here and in Drop.
         private SpeechLease Hold(string engine, int cost)
         {
             var lease = new SpeechLease(this, engine, cost);
             holders.Add(lease);
+            running++;
             return lease;
+        }
+
+        private void Drop(SpeechLease lease)
+        {
+            holders.Remove(lease);
+            running--;
         }
 
         /// <summary>
@@ -220,11 +227,10 @@ public sealed class SpeechScheduler
         {
             lock (gate)
             {
-                holders.Remove(lease);
+                Drop(lease);
                 var first = meanCharacters == 0;
                 meanHoldSeconds = first ? lease.Elapsed.TotalSeconds : (0.8 * meanHoldSeconds) + (0.2 * lease.Elapsed.TotalSeconds);
                 meanCharacters = first ? lease.Cost : (0.8 * meanCharacters) + (0.2 * lease.Cost);
-                running--;
                 // The freed slot goes to the client whose turn it is, then that client goes to the back.
                 while (turn.First is { } next)
                 {
@@ -242,15 +248,13 @@ public sealed class SpeechScheduler
                         byClient.Remove(client);
                     }
 
-                    running++;
                     var admitted = Hold(waiter.Engine, waiter.Cost);
                     if (waiter.Admitted.TrySetResult(admitted))
                     {
                         return;
                     }
 
-                    holders.Remove(admitted);
-                    running--;
+                    Drop(admitted);
                 }
             }
         }
