@@ -20,15 +20,20 @@ public sealed partial class Synthesizer
     /// <remarks>
     /// The turn passes between the engine (making the next chunk) and the client (taking the last one:
     /// encoding, writing, waiting for the socket). A turn with the client is watched: when it accepts
-    /// nothing for <c>WriteStallSeconds</c>, or the request's deadline passes during it, the connection
-    /// is cut, which ends the blocked write, and the caller's disposal then frees the slot. A deadline
-    /// passing on the engine's turn stops the engine instead and surfaces from <see cref="ReadAllAsync"/>.
+    /// nothing for <c>WriteStallSeconds</c>, or for <see cref="DeadlineGrace"/> after the request's deadline
+    /// passed, the connection is cut, which ends the blocked write, and the caller's disposal then frees
+    /// the slot. A client still reading comes back within the grace and gets the timeout as an error
+    /// (a hub stream ends with it instead of losing its connection); a deadline passing on the engine's
+    /// turn stops the engine and surfaces from <see cref="ReadAllAsync"/> the same way.
     /// </remarks>
     public sealed class SpeechStream : IAsyncDisposable
     {
         private const int EngineTurn = 0;
         private const int ClientTurn = 1;
         private const int Over = 2;
+
+        /// <summary>How long a client writing when the deadline passes has to come back for its timeout error.</summary>
+        private static readonly TimeSpan DeadlineGrace = TimeSpan.FromSeconds(1);
 
         private readonly Synthesizer owner;
         private readonly IAsyncEnumerator<float[]> chunks;
@@ -58,8 +63,15 @@ public sealed partial class Synthesizer
             SampleRate = sampleRate;
             stallLimit = TimeSpan.FromSeconds(owner.settings.Speech.WriteStallSeconds);
             // The first chunk is ready: the client's turn starts now.
-            stall = TimeProvider.System.CreateTimer(_ => CutOff(RejectionReason.SlowClient), null, stallLimit, Timeout.InfiniteTimeSpan);
-            deadline = timeout.Token.Register(() => CutOff(RejectionReason.Timeout));
+            stall = TimeProvider.System.CreateTimer(_ => CutOff(DeadlinePassed ? RejectionReason.Timeout : RejectionReason.SlowClient), null, stallLimit, Timeout.InfiniteTimeSpan);
+            deadline = timeout.Token.Register(() =>
+            {
+                // On the engine's turn the cancelled engine call reports the timeout; on the client's, the grace starts.
+                if (DeadlinePassed && Volatile.Read(ref turn) == ClientTurn)
+                {
+                    stall.Change(DeadlineGrace, Timeout.InfiniteTimeSpan);
+                }
+            });
         }
 
         public SpeechJob Job { get; }
@@ -126,11 +138,7 @@ public sealed partial class Synthesizer
                 return;
             }
 
-            stall.Change(stallLimit, Timeout.InfiniteTimeSpan);
-            if (DeadlinePassed)
-            {
-                CutOff(RejectionReason.Timeout);
-            }
+            stall.Change(DeadlinePassed ? DeadlineGrace : stallLimit, Timeout.InfiniteTimeSpan);
         }
 
         // The timeout source also fires when the caller hangs up (it is linked to the caller's token): that is no timeout.
