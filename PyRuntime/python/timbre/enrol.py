@@ -57,8 +57,12 @@ def frame_db(x: np.ndarray) -> np.ndarray:
     if len(x) < frame:
         return np.array([10 * math.log10(float(np.mean(x**2)) + 1e-12)])
     n = 1 + (len(x) - frame) // hop
-    idx = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]
-    return 10 * np.log10(np.mean(np.square(x[idx], dtype=np.float64), axis=1) + 1e-12)
+    # Running sums rather than a frames × samples matrix: a two-hour recording for fine-tuning has
+    # 720,000 frames, and the matrix would take gigabytes.
+    total = np.concatenate([[0.0], np.cumsum(np.square(x, dtype=np.float64))])
+    starts = hop * np.arange(n)
+    energy = np.maximum(total[starts + frame] - total[starts], 0.0) / frame
+    return 10 * np.log10(energy + 1e-12)
 
 
 def voice_activity(x: np.ndarray) -> tuple[np.ndarray, float, float]:
