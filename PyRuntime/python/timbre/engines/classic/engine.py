@@ -3,9 +3,16 @@
 This is signal processing, not neural cloning: it matches the reference's median pitch and
 pitch range (PSOLA on a YIN track), speaking rate (flite's duration model), an estimated vocal
 tract scale (resampling) and the long-term spectral envelope (a linear-phase EQ).
+
+A fine-tuned version (finetune/trainers/classic.py; a sample with role "model" naming its folder)
+replaces the vocal tract scale and most of the EQ with a frame-level spectral mapping learnt from
+the speaker's parallel speech (mapping.py), and its prosody figures come from an hour of speech
+rather than a few seconds.
 """
 from __future__ import annotations
 
+import json
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from typing import Iterator, Sequence
@@ -17,12 +24,14 @@ from ... import cache
 from ...audio import read_mono
 from ...text import fragments
 from ..protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
-from . import analysis
+from . import analysis, mapping
 from .flite import SAMPLE_RATE as FLITE_RATE
 from .flite import Flite, FliteUnavailableError
 from .psola import shift_pitch
 
 VERSION = "1"
+#: A fine-tuned version's manifest, in its folder beside the model file it names.
+VERSION_FILE = "version.json"
 OUTPUT_RATE = 24000
 # Harvard sentences (list 2) used to measure how the base voice comes out of the pipeline;
 # the evaluation uses other lists, so calibration never sees the test text.
@@ -57,6 +66,8 @@ class ClassicEngine:
         self._synth: ThreadPoolExecutor | None = None
         self._base: dict[str, float] | None = None
         self._base_envelope: np.ndarray | None = None
+        # Fine-tuned versions by folder, with the modification time of their manifest.
+        self._versions: dict[str, tuple[float, dict[str, object]]] = {}
 
     # -- registry -----------------------------------------------------------------------
     @classmethod
@@ -102,6 +113,9 @@ class ClassicEngine:
 
     def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
         self.load()
+        version = self._version([s for s in samples if s.role == "model"])
+        if version is not None:
+            return version
         samples = by_role(samples, "sample")
         if not samples:
             raise EngineInputError("a voice needs at least one sample", field="voice")
@@ -153,6 +167,28 @@ class ClassicEngine:
             pending.cancel()
 
     # -- internals ------------------------------------------------------------------------
+    def _version(self, models: Sequence[VoiceSample]) -> dict[str, object] | None:
+        """The fine-tuned classic version among the voice's models, loaded once per change; None when
+        the active version was trained for another engine (the zero-shot voice serves then)."""
+        for model in models:
+            manifest = os.path.join(model.path, VERSION_FILE)
+            try:
+                stamp = os.stat(manifest).st_mtime
+            except OSError as e:
+                raise EngineInputError(f"the voice's active version is missing ({model.path}): activate another version", field="voice") from e
+            cached = self._versions.get(model.path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            with open(manifest, encoding="utf-8") as f:
+                profile: dict[str, object] = json.load(f)
+            if profile.get("engine") != self.name:
+                continue
+            profile["mapping"] = mapping.SpectralMap.load(os.path.join(model.path, str(profile["model_file"])))
+            profile["cached"] = cached is not None
+            self._versions[model.path] = (stamp, profile)
+            return profile
+        return None
+
     def _start(self, text: str, profile: dict[str, object], speed: float) -> Future[np.ndarray]:
         assert self._flite is not None and self._synth is not None
         return self._synth.submit(self._flite.synthesize, text, duration_stretch=_stretch(profile, speed))
@@ -162,16 +198,7 @@ class ClassicEngine:
         return self._finish(self._flite.synthesize(text, duration_stretch=_stretch(profile, speed)), profile, eq)
 
     def _finish(self, x: np.ndarray, profile: dict[str, object], eq: np.ndarray | None) -> np.ndarray:
-        """flite's 16 kHz output reshaped towards the reference and brought to the output rate."""
-        formant = float(profile["formant_scale"])  # type: ignore[arg-type]
-        # Resampling by 1/formant scales every frequency by `formant` and shortens the audio by
-        # the same factor; _stretch already paid that back.
-        x = _resample(x, 1.0 / formant)
-        x = shift_pitch(x, FLITE_RATE, float(profile["target_median_hz"]), float(profile["range_factor"]))  # type: ignore[arg-type]
-        y = _resample(x, OUTPUT_RATE / FLITE_RATE)
-        if eq is not None and len(eq):
-            y = signal.fftconvolve(y, eq)[len(eq) // 2 : len(eq) // 2 + len(y)]
-        return _normalise(y)
+        return reshape(x, profile, eq)
 
     def _analyse(self, samples: Sequence[VoiceSample]) -> dict[str, object]:
         assert self._base is not None
@@ -211,10 +238,26 @@ class ClassicEngine:
         profile["target_median_hz"] = stats.median_hz * float(np.clip(stats.median_hz / achieved, 0.85, 1.15))
         processed = self._render(CALIBRATION, profile, None, 1.0)
         out_env = analysis.spectral_envelope(_resample(processed, FLITE_RATE / OUTPUT_RATE), FLITE_RATE)
-        profile["eq_taps"] = _design_eq(ref_env, out_env).tolist()
+        profile["eq_taps"] = design_eq(ref_env, out_env).tolist()
         assert self._base_envelope is not None
         profile["envelope_distance_before_db"] = analysis.envelope_distance(ref_env, self._base_envelope)
         return profile
+
+
+def reshape(x: np.ndarray, profile: dict[str, object], eq: np.ndarray | None) -> np.ndarray:
+    """flite's 16 kHz output reshaped towards the voice's profile and brought to the output rate."""
+    spectral = profile.get("mapping")
+    if isinstance(spectral, mapping.SpectralMap):
+        x = mapping.apply(x, spectral, float(profile.get("mapping_strength", 1.0)))  # type: ignore[arg-type]
+    formant = float(profile["formant_scale"])  # type: ignore[arg-type]
+    # Resampling by 1/formant scales every frequency by `formant` and shortens the audio by
+    # the same factor; _stretch already paid that back.
+    x = _resample(x, 1.0 / formant)
+    x = shift_pitch(x, FLITE_RATE, float(profile["target_median_hz"]), float(profile["range_factor"]))  # type: ignore[arg-type]
+    y = _resample(x, OUTPUT_RATE / FLITE_RATE)
+    if eq is not None and len(eq):
+        y = signal.fftconvolve(y, eq)[len(eq) // 2 : len(eq) // 2 + len(y)]
+    return _normalise(y)
 
 
 def _stretch(profile: dict[str, object], speed: float) -> float:
@@ -222,7 +265,7 @@ def _stretch(profile: dict[str, object], speed: float) -> float:
     return float(profile["duration_stretch"]) * float(profile["formant_scale"]) / speed  # type: ignore[arg-type]
 
 
-def _design_eq(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
+def design_eq(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Linear-phase FIR at the output rate whose gain is reference − current (dB), level-free."""
     grid = np.linspace(0, analysis.ENVELOPE_MAX_HZ, analysis.ENVELOPE_BINS)
     band = (grid >= 100) & (grid <= 7500)
