@@ -1,4 +1,5 @@
 using Timbre.ControlPlane.Engines;
+using Timbre.ControlPlane.FineTuning;
 using Timbre.ControlPlane.Health;
 using Timbre.ControlPlane.Hosting;
 using Timbre.ControlPlane.Observability;
@@ -13,6 +14,7 @@ builder.AddObservability();
 builder.AddEngines();
 builder.AddVoices();
 builder.AddSpeech();
+builder.AddFineTuning();
 
 var app = builder.Build();
 app.UseTimbreErrors();
@@ -22,6 +24,7 @@ app.MapObservability();
 app.MapVoices();
 app.MapEngines();
 app.MapSpeech();
+app.MapFineTuning();
 app.Run();
 
 /// <summary>The ControlPlane host; public for WebApplicationFactory.</summary>

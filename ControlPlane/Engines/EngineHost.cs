@@ -138,7 +138,8 @@ public sealed partial class EngineHost(
         return state;
     }
 
-    private string OptionsJson(string engine) => JsonSerializer.Serialize(settings.Engine.For(engine), settings.Engine.For(engine).GetType(), OptionJson);
+    /// <summary>The engine's settings as its Python class takes them.</summary>
+    public string OptionsJson(string engine) => JsonSerializer.Serialize(settings.Engine.For(engine), settings.Engine.For(engine).GetType(), OptionJson);
 
     private static readonly JsonSerializerOptions OptionJson = new(JsonSerializerDefaults.Web)
     {

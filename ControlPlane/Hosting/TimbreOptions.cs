@@ -20,6 +20,24 @@ public sealed class TimbreOptions
     public SpeechOptions Speech { get; set; } = new();
 
     public AuthOptions Auth { get; set; } = new();
+
+    public FineTuningOptions FineTuning { get; set; } = new();
+}
+
+/// <summary>Fine-tuning jobs: what they may use of the machine and how much data they take.</summary>
+public sealed class FineTuningOptions
+{
+    /// <summary>Cores a CPU job (preparation, classic training and evaluation) is pinned to; the rest serve speech.</summary>
+    public int CpuCores { get; set; } = 1;
+
+    /// <summary>Held-out sentences each evaluation speaks with both voices.</summary>
+    public int EvaluationClips { get; set; } = 12;
+
+    /// <summary>Largest dataset upload (all recordings together).</summary>
+    public long MaxDatasetBytes { get; set; } = 8L * 1024 * 1024 * 1024;
+
+    /// <summary>Free space a dataset upload must leave on the data directory's disk.</summary>
+    public long MinFreeBytes { get; set; } = 1L * 1024 * 1024 * 1024;
 }
 
 /// <summary>The speech scheduler: how much runs at once, how much may wait, how long anything may take.</summary>
@@ -226,6 +244,11 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
         if (options.Limits.RequestsPerMinute is < 0 or > 1_000_000)
         {
             errors.Add("Timbre:Limits:RequestsPerMinute must be between 0 (no limit) and 1000000.");
+        }
+
+        if (options.FineTuning.CpuCores < 1 || options.FineTuning.EvaluationClips is < 1 or > 200 || options.FineTuning.MaxDatasetBytes < 1024)
+        {
+            errors.Add("Timbre:FineTuning: CpuCores must be at least 1, EvaluationClips 1–200 and MaxDatasetBytes at least 1024.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

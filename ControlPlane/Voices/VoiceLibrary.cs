@@ -84,6 +84,21 @@ public sealed partial class VoiceLibrary : IDisposable
 
     private static List<EngineSample> SamplesIn(string folder, VoiceRecord voice)
     {
+        var samples = ZeroShotSamplesIn(folder, voice);
+        if (voice.ActiveVersion is > 0 and var n && voice.Versions.Any(v => v.Number == n))
+        {
+            // The engine the version was trained for reads it; others serve the zero-shot clone.
+            samples.Add(new EngineSample(Path.Combine(folder, VersionsFolder, n.ToString(System.Globalization.CultureInfo.InvariantCulture)), null, "model"));
+        }
+
+        return samples;
+    }
+
+    /// <summary>What the engines read for the zero-shot clone: what an evaluation compares a candidate with.</summary>
+    public IReadOnlyList<EngineSample> ZeroShotSamples(VoiceRecord voice) => ZeroShotSamplesIn(FolderOf(voice.Id)!, voice);
+
+    private static List<EngineSample> ZeroShotSamplesIn(string folder, VoiceRecord voice)
+    {
         var samples = voice.Samples.Select(s => new EngineSample(Path.Combine(folder, s.File), s.Transcript)).ToList();
         if (voice.Prompt is { } prompt)
         {
@@ -250,6 +265,12 @@ public sealed record VoiceRecord(
 
     /// <summary>The enrolment's quality report, as the API shows it.</summary>
     public JsonElement? Quality { get; init; }
+
+    /// <summary>Fine-tuned versions, oldest first; version 0 is the zero-shot clone and is not listed here.</summary>
+    public IReadOnlyList<VoiceVersionRecord> Versions { get; init; } = [];
+
+    /// <summary>The version speech uses; 0 (or null, for voices stored before versions) is the zero-shot clone.</summary>
+    public int? ActiveVersion { get; init; }
 }
 
 /// <summary>One stored sample: the trimmed, normalised copy, the original as uploaded, its transcript and where that came from (user, pocketsphinx, whisper).</summary>

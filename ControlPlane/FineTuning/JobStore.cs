@@ -1,0 +1,334 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Hosting;
+
+namespace Timbre.ControlPlane.FineTuning;
+
+/// <summary>Datasets and jobs in SQLite (timbre.db in the data directory): what survives a restart.</summary>
+/// <remarks>
+/// One connection per call (Microsoft.Data.Sqlite pools them) and WAL journaling, so the runner's
+/// progress updates never block a reader; every change is one statement, so a crash leaves each
+/// row either before or after it.
+/// </remarks>
+public sealed class JobStore
+{
+    private readonly string connectionString;
+
+    public JobStore(IOptions<TimbreOptions> options)
+    {
+        var root = options.Value.DataDirectory;
+        Directory.CreateDirectory(root);
+        Root = Path.Combine(root, ".finetune");
+        Directory.CreateDirectory(Root);
+        connectionString = new SqliteConnectionStringBuilder { DataSource = Path.Combine(root, "timbre.db"), Pooling = true }.ToString();
+        using var connection = Open();
+        Migrate(connection);
+    }
+
+    /// <summary>
+    /// The schema, one step a release: a database from an older Timbre is brought forward in order
+    /// (PRAGMA user_version counts the steps taken), never rebuilt, so no job or dataset is lost.
+    /// </summary>
+    private static readonly string[] Migrations =
+    [
+        """
+        CREATE TABLE datasets (
+          id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
+          job_id TEXT, report TEXT, error TEXT);
+        CREATE TABLE jobs (
+          id TEXT PRIMARY KEY, kind TEXT NOT NULL, dataset_id TEXT, engine TEXT, voice TEXT, voice_id TEXT,
+          options TEXT NOT NULL, force INTEGER NOT NULL, status TEXT NOT NULL, stage TEXT, progress TEXT,
+          created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, error TEXT, result TEXT,
+          attempts INTEGER NOT NULL DEFAULT 0);
+        """,
+        "ALTER TABLE jobs ADD COLUMN pid INTEGER;",
+    ];
+
+    private static void Migrate(SqliteConnection connection)
+    {
+        Execute(connection, "PRAGMA journal_mode = WAL;");
+        using var read = connection.CreateCommand();
+        read.CommandText = "PRAGMA user_version";
+        var version = Convert.ToInt32(read.ExecuteScalar(), CultureInfo.InvariantCulture);
+        for (var step = version; step < Migrations.Length; step++)
+        {
+            using var transaction = connection.BeginTransaction();
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = Migrations[step] + $"\nPRAGMA user_version = {step + 1};";
+            command.ExecuteNonQuery();
+            transaction.Commit();
+        }
+    }
+
+    /// <summary>Where datasets' and jobs' files live: {data}/.finetune (never listed as a voice).</summary>
+    public string Root { get; }
+
+    public string DatasetFolder(string id) => Path.Combine(Root, "datasets", id);
+
+    public string JobFolder(string id) => Path.Combine(Root, "jobs", id);
+
+    // -- datasets ---------------------------------------------------------------------------
+
+    public void InsertDataset(DatasetRecord d)
+    {
+        using var c = Open();
+        Execute(c, "INSERT INTO datasets (id, name, status, created_at, job_id) VALUES ($id, $name, $status, $created, $job)",
+            ("$id", d.Id), ("$name", d.Name), ("$status", d.Status), ("$created", Time(d.CreatedAt)), ("$job", d.JobId));
+    }
+
+    public DatasetRecord? GetDataset(string id) => QueryDatasets("WHERE id = $id", ("$id", id)).FirstOrDefault();
+
+    public IReadOnlyList<DatasetRecord> ListDatasets() => QueryDatasets("ORDER BY created_at DESC");
+
+    public void UpdateDataset(string id, string status, string? report, string? error)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE datasets SET status = $status, report = COALESCE($report, report), error = $error WHERE id = $id",
+            ("$id", id), ("$status", status), ("$report", report), ("$error", error));
+    }
+
+    public bool DeleteDataset(string id)
+    {
+        using var c = Open();
+        return Execute(c, "DELETE FROM datasets WHERE id = $id", ("$id", id)) > 0;
+    }
+
+    // -- jobs -------------------------------------------------------------------------------
+
+    public void InsertJob(JobRecord j)
+    {
+        using var c = Open();
+        Execute(c, """
+            INSERT INTO jobs (id, kind, dataset_id, engine, voice, options, force, status, created_at)
+            VALUES ($id, $kind, $dataset, $engine, $voice, $options, $force, $status, $created)
+            """,
+            ("$id", j.Id), ("$kind", j.Kind), ("$dataset", j.DatasetId), ("$engine", j.Engine), ("$voice", j.Voice),
+            ("$options", j.Options), ("$force", j.Force ? 1 : 0), ("$status", j.Status), ("$created", Time(j.CreatedAt)));
+    }
+
+    public JobRecord? GetJob(string id) => QueryJobs("WHERE id = $id", ("$id", id)).FirstOrDefault();
+
+    public IReadOnlyList<JobRecord> ListJobs(string kind) => QueryJobs("WHERE kind = $kind ORDER BY created_at DESC", ("$kind", kind));
+
+    /// <summary>Queued jobs, oldest first: the order they run in.</summary>
+    public IReadOnlyList<JobRecord> Queued() => QueryJobs("WHERE status = 'queued' ORDER BY created_at");
+
+    /// <summary>Jobs not yet ended that use a dataset (queued, running, or interrupted and resumable).</summary>
+    public IReadOnlyList<JobRecord> ActiveFor(string datasetId) =>
+        QueryJobs("WHERE dataset_id = $id AND status IN ('queued', 'running', 'interrupted')", ("$id", datasetId));
+
+    public void Started(string id, string stage)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET status = 'running', stage = $stage, started_at = $now, finished_at = NULL, error = NULL, attempts = attempts + 1 WHERE id = $id",
+            ("$id", id), ("$stage", stage), ("$now", Time(DateTimeOffset.UtcNow)));
+    }
+
+    public void Progressed(string id, string stage, string progress)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET stage = $stage, progress = $progress WHERE id = $id", ("$id", id), ("$stage", stage), ("$progress", progress));
+    }
+
+    /// <summary>The running recipe's process (and process group) id, so a restart can stop what a crash left running.</summary>
+    public void SetPid(string id, int pid)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET pid = $pid WHERE id = $id", ("$id", id), ("$pid", pid));
+    }
+
+    /// <summary>Process ids of recipes that were running when the server stopped.</summary>
+    public IReadOnlyList<int> RunningPids()
+    {
+        using var c = Open();
+        using var command = c.CreateCommand();
+        command.CommandText = "SELECT pid FROM jobs WHERE status = 'running' AND pid IS NOT NULL";
+        using var reader = command.ExecuteReader();
+        var pids = new List<int>();
+        while (reader.Read())
+        {
+            pids.Add((int)reader.GetInt64(0));
+        }
+
+        return pids;
+    }
+
+    public void SetVoice(string id, string voiceId)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET voice_id = $voice WHERE id = $id", ("$id", id), ("$voice", voiceId));
+    }
+
+    public void Ended(string id, string status, string? error, string? result)
+    {
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET status = $status, error = $error, result = COALESCE($result, result), finished_at = $now WHERE id = $id",
+            ("$id", id), ("$status", status), ("$error", error), ("$result", result), ("$now", Time(DateTimeOffset.UtcNow)));
+    }
+
+    /// <summary>Queues an interrupted or failed job again; false when it is in another state.</summary>
+    public bool Requeue(string id)
+    {
+        using var c = Open();
+        return Execute(c, "UPDATE jobs SET status = 'queued', error = NULL, finished_at = NULL WHERE id = $id AND status IN ('interrupted', 'failed')", ("$id", id)) > 0;
+    }
+
+    /// <summary>Cancels a job still in the queue; false when it has started or ended.</summary>
+    public bool CancelQueued(string id)
+    {
+        using var c = Open();
+        return Execute(c, "UPDATE jobs SET status = 'cancelled', finished_at = $now WHERE id = $id AND status IN ('queued', 'interrupted')",
+            ("$id", id), ("$now", Time(DateTimeOffset.UtcNow))) > 0;
+    }
+
+    /// <summary>At start-up: whatever was running when the server stopped did not finish.</summary>
+    public IReadOnlyList<JobRecord> InterruptRunning()
+    {
+        var running = QueryJobs("WHERE status = 'running'");
+        using var c = Open();
+        Execute(c, "UPDATE jobs SET status = 'interrupted', error = 'the server stopped while this job ran; resume it to continue from its last checkpoint', finished_at = $now WHERE status = 'running'",
+            ("$now", Time(DateTimeOffset.UtcNow)));
+        Execute(c, "UPDATE datasets SET status = 'interrupted' WHERE status = 'preparing'");
+        return running;
+    }
+
+    // -- plumbing ---------------------------------------------------------------------------
+
+    private SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(connectionString);
+        connection.Open();
+        using var busy = connection.CreateCommand();
+        // Writers queue for a while rather than fail when the runner and a request write at once.
+        busy.CommandText = "PRAGMA busy_timeout = 5000";
+        busy.ExecuteNonQuery();
+        return connection;
+    }
+
+    private static int Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command.ExecuteNonQuery();
+    }
+
+    private List<DatasetRecord> QueryDatasets(string where, params (string Name, object? Value)[] parameters)
+    {
+        using var c = Open();
+        using var command = c.CreateCommand();
+        command.CommandText = "SELECT id, name, status, created_at, job_id, report, error FROM datasets " + where;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        using var reader = command.ExecuteReader();
+        var rows = new List<DatasetRecord>();
+        while (reader.Read())
+        {
+            rows.Add(new DatasetRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2), ParseTime(reader.GetString(3)))
+            {
+                JobId = Text(reader, 4),
+                Report = Text(reader, 5),
+                Error = Text(reader, 6),
+            });
+        }
+
+        return rows;
+    }
+
+    private List<JobRecord> QueryJobs(string where, params (string Name, object? Value)[] parameters)
+    {
+        using var c = Open();
+        using var command = c.CreateCommand();
+        command.CommandText = """
+            SELECT id, kind, dataset_id, engine, voice, voice_id, options, force, status, stage, progress,
+                   created_at, started_at, finished_at, error, result, attempts FROM jobs
+            """ + " " + where;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        using var reader = command.ExecuteReader();
+        var rows = new List<JobRecord>();
+        while (reader.Read())
+        {
+            rows.Add(new JobRecord(reader.GetString(0), reader.GetString(1), Text(reader, 2), Text(reader, 3), Text(reader, 4), reader.GetString(6), reader.GetInt64(7) != 0, reader.GetString(8), ParseTime(reader.GetString(11)))
+            {
+                VoiceId = Text(reader, 5),
+                Stage = Text(reader, 9),
+                Progress = Text(reader, 10),
+                StartedAt = Text(reader, 12) is { } s ? ParseTime(s) : null,
+                FinishedAt = Text(reader, 13) is { } f ? ParseTime(f) : null,
+                Error = Text(reader, 14),
+                Result = Text(reader, 15),
+                Attempts = (int)reader.GetInt64(16),
+            });
+        }
+
+        return rows;
+    }
+
+    private static string? Text(SqliteDataReader reader, int i) => reader.IsDBNull(i) ? null : reader.GetString(i);
+
+    private static string Time(DateTimeOffset t) => t.UtcDateTime.ToString("O", CultureInfo.InvariantCulture);
+
+    private static DateTimeOffset ParseTime(string s) => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
+}
+
+/// <summary>A dataset as stored; Report is prepare's report.json once it has run.</summary>
+public sealed record DatasetRecord(string Id, string Name, string Status, DateTimeOffset CreatedAt)
+{
+    public string? JobId { get; init; }
+
+    public string? Report { get; init; }
+
+    public string? Error { get; init; }
+
+    /// <summary>Minutes of training speech the preparation kept; 0 before it has run.</summary>
+    public double TrainMinutes => Report is null ? 0 : JsonDocument.Parse(Report).RootElement.TryGetProperty("minutes_train", out var m) ? m.GetDouble() : 0;
+}
+
+/// <summary>A job as stored: prepare (a dataset) or finetune (train, evaluate, deploy).</summary>
+public sealed record JobRecord(string Id, string Kind, string? DatasetId, string? Engine, string? Voice, string Options, bool Force, string Status, DateTimeOffset CreatedAt)
+{
+    public string? VoiceId { get; init; }
+
+    public string? Stage { get; init; }
+
+    public string? Progress { get; init; }
+
+    public DateTimeOffset? StartedAt { get; init; }
+
+    public DateTimeOffset? FinishedAt { get; init; }
+
+    public string? Error { get; init; }
+
+    public string? Result { get; init; }
+
+    public int Attempts { get; init; }
+
+    public bool IsGpu => Engine is "qwen3" or "xtts";
+
+    public bool HasEnded => Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled;
+}
+
+/// <summary>The states a job passes through.</summary>
+public static class JobStatus
+{
+    public const string Queued = "queued";
+    public const string Running = "running";
+    public const string Succeeded = "succeeded";
+    public const string Failed = "failed";
+    public const string Cancelled = "cancelled";
+    public const string Interrupted = "interrupted";
+}
