@@ -10,6 +10,7 @@ recognition and are marked so. Clips are rejected with a reason a person can act
 Written into the dataset folder:
     wavs/<clip>.wav              24 kHz mono 16-bit
     metadata.csv                 clip|text (every kept clip)
+    clips.jsonl                  each clip's recording, start and end (s), text, its source, its split
     metadata_train.csv / _eval   the 90/10 split, the last tenth of each recording held out
     qwen3_train.jsonl / _eval    {"audio", "text", "ref_audio"}: Qwen3-TTS's raw JSONL
     xtts_train.csv / _eval       audio_file|text|speaker_name with a header: coqui's formatter
@@ -115,6 +116,18 @@ def _spans(found: list[enrol.Region]) -> tuple[list[int], np.ndarray, np.ndarray
 
 
 def align_sentences(found: list[enrol.Region], text: str) -> list[tuple[int, int, str | None]]:
+    """Stretches of speech (region index ranges) and the sentences spoken in each; see _align."""
+    spans, rate = _align(found, text, None)
+    # Speech in no sentence (an aside, a retake) inflates the first estimate of the reader's pace;
+    # the pace of the stretches that matched is the better one.
+    if spans:
+        spans2, rate2 = _align(found, text, rate)
+        if spans2:
+            return spans2
+    return spans
+
+
+def _align(found: list[enrol.Region], text: str, rate: float | None) -> tuple[list[tuple[int, int, str | None]], float]:
     """Stretches of speech (region index ranges) and the sentences spoken in each.
 
     A dynamic programme over (cut, sentence): a step joins regions r..r' (ending at a pause) with
@@ -125,14 +138,16 @@ def align_sentences(found: list[enrol.Region], text: str) -> list[tuple[int, int
     """
     items = split_sentences(text, max_chars=400)
     if not items or not found:
-        return [(0, len(found), None)] if found else []
+        return ([(0, len(found), None)] if found else []), 0.0
     letters = np.concatenate([[0], np.cumsum([_letters(s) for s in items])])
     cuts, speech, pauses = _spans(found)
     n_regions, n_sent = len(found), len(items)
-    rate = speech[-1] / letters[-1]  # seconds of speech per letter
+    rate = rate or speech[-1] / letters[-1]  # seconds of speech per letter
     band = max(60.0, 0.1 * speech[-1])
     max_regions, max_sentences = 12, 4
-    skip = 2.0
+    # Skipping costs less than forcing a stretch onto sentences it does not fit (a third too long
+    # costs 0.66, twice as long 3.8), so an aside is left out rather than shifting what follows.
+    skip = 0.3
     inf = math.inf
     cost = np.full((n_regions + 1, n_sent + 1), inf)
     back: dict[tuple[int, int], tuple[int, int]] = {}
@@ -149,8 +164,9 @@ def align_sentences(found: list[enrol.Region], text: str) -> list[tuple[int, int
             # Skip a sentence that was not read, or speech that is in no sentence.
             if s < n_sent and here + skip < cost[r, s + 1]:
                 cost[r, s + 1], back[(r, s + 1)] = here + skip, (r, s)
-            if r < n_regions and here + skip + found[r].seconds < cost[r + 1, s]:
-                cost[r + 1, s], back[(r + 1, s)] = here + skip + found[r].seconds, (r, s)
+            aside = here + skip + 0.1 * found[r].seconds if r < n_regions else inf
+            if r < n_regions and aside < cost[r + 1, s]:
+                cost[r + 1, s], back[(r + 1, s)] = aside, (r, s)
             for r2 in range(r + 1, min(n_regions, r + max_regions) + 1):
                 wall = (found[r2 - 1].end - found[r].start) / RATE
                 if wall > MAX_CLIP_S:
@@ -160,8 +176,8 @@ def align_sentences(found: list[enrol.Region], text: str) -> list[tuple[int, int
                     if not near(r2, s2):
                         continue
                     expected = (letters[s2] - letters[s]) * rate
-                    c = math.log(spoken / expected) ** 2 * 4.0
-                    c += 0.6 / (1.0 + pauses[r2] / 0.25)  # ends at a short pause: likely mid-sentence
+                    c = math.log(spoken / expected) ** 2 * 8.0
+                    c += 0.6 * max(0.0, 1.0 - pauses[r2] / 0.5)  # ends at a short pause: likely mid-sentence
                     if wall < MIN_CLIP_S:
                         c += 0.5
                     # Each clip is a training pair: one or two sentences align more exactly than four.
@@ -171,13 +187,17 @@ def align_sentences(found: list[enrol.Region], text: str) -> list[tuple[int, int
                         cost[r2, s2], back[(r2, s2)] = total, (r, s)
     out: list[tuple[int, int, str | None]] = []
     node = (n_regions, n_sent)
+    spoken_total = letters_total = 0.0
     while node != (0, 0):
         prev = back[node]
         (r, s), (r2, s2) = prev, node
         if r2 > r:
             out.append((r, r2, " ".join(items[s:s2]) if s2 > s else None))
+            if s2 > s:
+                spoken_total += speech[r2] - speech[r]
+                letters_total += letters[s2] - letters[s]
         node = prev
-    return out[::-1]
+    return out[::-1], (spoken_total / letters_total if letters_total else rate)
 
 
 def split_at_pauses(found: list[enrol.Region]) -> list[tuple[int, int]]:
@@ -396,6 +416,14 @@ def _write(out: str, clips: list[Clip], audio: dict[str, tuple[np.ndarray, np.nd
             f.writelines(f"{c.name}|{clean(c.text)}\n" for c in rows)
 
     csv(os.path.join(out, "metadata.csv"), kept)
+    # Where each clip came from: a person checking a clip, or a test checking the alignment.
+    files_by_key = {f"r{n + 1:02d}": f["file"] for n, f in enumerate(files)}
+    held_names = {c.name for c in held}
+    with open(os.path.join(out, "clips.jsonl"), "w", encoding="utf-8") as f:
+        for c in kept:
+            f.write(json.dumps({"clip": c.name, "recording": files_by_key.get(c.recording), "start": round(c.start / RATE, 3),
+                                "end": round(c.end / RATE, 3), "text": clean(c.text), "source": c.source,
+                                "split": "eval" if c.name in held_names else "train"}, ensure_ascii=False) + "\n")
     csv(os.path.join(out, "metadata_train.csv"), train)
     csv(os.path.join(out, "metadata_eval.csv"), held)
     for split, rows in (("train", train), ("eval", held)):

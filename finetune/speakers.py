@@ -63,19 +63,26 @@ def say(speaker: str, text: str, rate: int = 24000) -> np.ndarray:
     return resample(x, sr, rate).astype(np.float32)
 
 
-def recording(speaker: str, texts: list[str], path: str, rate: int = 24000, seed: int = 0) -> str:
-    """A long recording of the texts read one after another with natural pauses, and its transcript
-    written beside it (same name, .txt); returns the transcript."""
+def recording(speaker: str, texts: list[str], path: str, rate: int = 24000, seed: int = 0,
+              transcript: bool = True) -> list[tuple[float, float, str]]:
+    """A long recording of the texts read one after another with natural pauses, its transcript
+    written beside it (same name, .txt) unless told not to; returns where each text was said
+    (start and end in seconds), for tests of alignment."""
     rng = np.random.default_rng(seed)
     parts = [np.zeros(int(0.4 * rate), dtype=np.float32)]
+    spans: list[tuple[float, float, str]] = []
+    position = len(parts[0])
     for text in texts:
-        parts.append(say(speaker, text, rate))
-        parts.append(np.zeros(int(rng.uniform(0.45, 0.9) * rate), dtype=np.float32))
+        spoken = say(speaker, text, rate)
+        pause = np.zeros(int(rng.uniform(0.45, 0.9) * rate), dtype=np.float32)
+        spans.append((position / rate, (position + len(spoken)) / rate, text))
+        parts += [spoken, pause]
+        position += len(spoken) + len(pause)
     audio = np.concatenate(parts)
     # A little room noise, so the activity detector meets a floor as in a real recording.
     audio += (rng.standard_normal(len(audio)) * 3e-4).astype(np.float32)
     sf.write(path, audio, rate, subtype="PCM_16")
-    transcript = " ".join(texts)
-    with open(os.path.splitext(path)[0] + ".txt", "w", encoding="utf-8") as f:
-        f.write(transcript + "\n")
-    return transcript
+    if transcript:
+        with open(os.path.splitext(path)[0] + ".txt", "w", encoding="utf-8") as f:
+            f.write(" ".join(texts) + "\n")
+    return spans

@@ -83,7 +83,7 @@ public sealed partial class JobRunner(
                     continue;
                 }
 
-                store.Started(job.Id, job.Kind == "prepare" ? "prepare" : "enrol");
+                store.Started(job.Id, job.Kind == "prepare" ? "prepare" : "start");
                 tasks.Add(RunAsync(job, cts));
             }
 
@@ -109,7 +109,7 @@ public sealed partial class JobRunner(
         Directory.CreateDirectory(folder);
         try
         {
-            events.Append(job.Id, Status(JobStatus.Running, null, job.Kind == "prepare" ? "prepare" : "enrol"));
+            events.Append(job.Id, Status(JobStatus.Running, null, job.Kind == "prepare" ? "prepare" : null));
             var result = job.Kind == "prepare" ? await PrepareAsync(job, folder, ct) : await FineTuneAsync(job, folder, ct);
             store.Ended(job.Id, JobStatus.Succeeded, null, result.ToJsonString());
             var done = Status(JobStatus.Succeeded, null);
