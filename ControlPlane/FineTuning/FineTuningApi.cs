@@ -209,6 +209,12 @@ public static class FineTuningApi
             return Problems.BadRequest(nameError, "voice");
         }
 
+        var optionsJson = request.Options is { ValueKind: JsonValueKind.Object } o ? o.GetRawText() : "{}";
+        if (request.Options is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) })
+        {
+            return Problems.BadRequest("options must be a JSON object of the trainer's settings (see the README's fine-tuning section).", "options");
+        }
+
         if (store.GetDataset(request.Dataset) is not { } dataset)
         {
             return Problems.BadRequest($"No dataset with id '{request.Dataset}'. Upload one with POST /v1/datasets; GET /v1/datasets lists them.", "dataset");
@@ -231,12 +237,6 @@ public static class FineTuningApi
         if (engine != "classic" && engines.Describe(engine) is { Available: false } unusable)
         {
             return Problems.BadRequest($"The {engine} engine cannot run on this machine, so it cannot be trained here: {unusable.Reason}", "engine");
-        }
-
-        var optionsJson = request.Options is { ValueKind: JsonValueKind.Object } o ? o.GetRawText() : "{}";
-        if (request.Options is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) })
-        {
-            return Problems.BadRequest("options must be a JSON object of the trainer's settings (see the README's fine-tuning section).", "options");
         }
 
         var job = new JobRecord("job-" + Guid.NewGuid().ToString("n")[..12], "finetune", dataset.Id, engine, request.Voice.Trim(), optionsJson, request.Force, JobStatus.Queued, DateTimeOffset.UtcNow);
