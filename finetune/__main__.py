@@ -39,6 +39,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     options = json.loads(args.options or "{}")
+    engine_options = json.loads(args.engine_options or "{}")
     progress = Progress("train")
     if args.engine == "classic":
         from .trainers import classic
@@ -47,11 +48,11 @@ def _train(args: argparse.Namespace) -> int:
     elif args.engine == "qwen3":
         from .trainers import qwen3
 
-        qwen3.train(args.dataset, args.out, options, progress)
+        qwen3.train(args.dataset, args.out, options, progress, engine_options)
     elif args.engine == "xtts":
         from .trainers import xtts
 
-        xtts.train(args.dataset, args.out, options, progress)
+        xtts.train(args.dataset, args.out, options, progress, engine_options)
     return 0
 
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--dataset", required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--options", default="{}", help="JSON: the trainer's options")
+    t.add_argument("--engine-options", default="{}", help="JSON: the engine's settings (model, device), as the server loads it")
     t.add_argument("--cores", type=int, default=0, help="pin to this many cores at lower priority (0: no limit)")
     t.set_defaults(run=_train)
     e = commands.add_parser("evaluate", help="candidate version vs the zero-shot clone")

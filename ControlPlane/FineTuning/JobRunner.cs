@@ -197,7 +197,7 @@ public sealed partial class JobRunner(
         Stage(job.Id, "train");
         var version = Path.Combine(folder, "version");
         var train = await recipes.RunAsync(
-            ["train", "--engine", job.Engine!, "--dataset", prepared, "--out", version, "--options", job.Options, "--cores", job.IsGpu ? "0" : settings.CpuCores.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            ["train", "--engine", job.Engine!, "--engine-options", engines.OptionsJson(job.Engine!), "--dataset", prepared, "--out", version, "--options", job.Options, "--cores", job.IsGpu ? "0" : settings.CpuCores.ToString(System.Globalization.CultureInfo.InvariantCulture)],
             Path.Combine(folder, "train.log"),
             pid => store.SetPid(job.Id, pid),
             e => OnEvent(job.Id, e),

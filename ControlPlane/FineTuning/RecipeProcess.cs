@@ -42,6 +42,17 @@ public sealed partial class RecipeProcess(IOptions<TimbreOptions> options, ILogg
         start.Environment["OMP_NUM_THREADS"] = "1";
         start.Environment["OPENBLAS_NUM_THREADS"] = "1";
         start.Environment["MKL_NUM_THREADS"] = "1";
+        // Where ops/install-gpu put the upstream Qwen3 fine-tuning scripts and the 12 Hz tokenizer.
+        var tuning = options.Value.FineTuning;
+        if (!string.IsNullOrEmpty(tuning.Qwen3Scripts))
+        {
+            start.Environment["TIMBRE_QWEN3_SCRIPTS"] = tuning.Qwen3Scripts;
+        }
+
+        if (!string.IsNullOrEmpty(tuning.Qwen3Tokenizer))
+        {
+            start.Environment["TIMBRE_QWEN3_TOKENIZER"] = tuning.Qwen3Tokenizer;
+        }
 
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
         using var process = Process.Start(start) ?? throw new InvalidOperationException("setsid could not start the recipe");

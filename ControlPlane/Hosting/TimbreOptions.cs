@@ -38,6 +38,12 @@ public sealed class FineTuningOptions
 
     /// <summary>Free space a dataset upload must leave on the data directory's disk.</summary>
     public long MinFreeBytes { get; set; } = 1L * 1024 * 1024 * 1024;
+
+    /// <summary>Qwen3-TTS's finetuning/ folder (prepare_data.py, sft_12hz.py); ops/install-gpu fetches it.</summary>
+    public string? Qwen3Scripts { get; set; }
+
+    /// <summary>The local Qwen3-TTS-Tokenizer-12Hz folder prepare_data.py encodes with.</summary>
+    public string? Qwen3Tokenizer { get; set; }
 }
 
 /// <summary>The speech scheduler: how much runs at once, how much may wait, how long anything may take.</summary>

@@ -12,7 +12,7 @@ public sealed partial class VoiceLibrary
 {
     private const string VersionsFolder = "versions";
 
-    /// <summary>Adds the trained version in <paramref name="source"/> (moved, its work/ folder left behind) and activates it when asked.</summary>
+    /// <summary>Adds the trained version in <paramref name="source"/> (its work/ folder left behind) and activates it when asked.</summary>
     public async Task<VoiceVersionRecord> AddVersionAsync(string id, string source, NewVoiceVersion version, bool activate, CancellationToken ct)
     {
         await gate.WaitAsync(ct);
@@ -27,6 +27,12 @@ public sealed partial class VoiceLibrary
             foreach (var file in Directory.EnumerateFiles(source))
             {
                 File.Copy(file, Path.Combine(staging, Path.GetFileName(file)));
+            }
+
+            // A GPU version's model folder is gigabytes: moved, not copied (the job folder is on the same disk).
+            foreach (var folderIn in Directory.EnumerateDirectories(source).Where(d => Path.GetFileName(d) != "work"))
+            {
+                Directory.Move(folderIn, Path.Combine(staging, Path.GetFileName(folderIn)));
             }
 
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);

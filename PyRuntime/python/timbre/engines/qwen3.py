@@ -9,6 +9,10 @@ engine does:
 - CustomVoice: the model's built-in speakers (or a fine-tuned checkpoint's trained speaker), with
   `instructions` on the 1.7B model.
 - VoiceDesign: `instructions` describe a new voice.
+- A voice's fine-tuned version (finetune/trainers/qwen3.py: a sample with role "model" naming a
+  version folder whose manifest says qwen3) is a CustomVoice checkpoint of its own: it is loaded
+  beside the configured model (one version at a time) and speaks its trained speaker with
+  language Auto, as the upstream script trained it.
 
 The package cannot stream, so streaming is built here: the text is split into sentences and clauses,
 each generated in order with the next one started while the current one is sent, seams crossfaded,
@@ -126,6 +130,8 @@ class Qwen3Engine:
         self.kind = model_type(model)
         self._model: Any = None
         self._prompts: dict[str, Any] = {}
+        # The fine-tuned version in use: its folder and its model.
+        self._tuned: tuple[str, Any] | None = None
         self._lock = threading.Lock()
         # One generation at a time on the GPU; the next piece of a stream waits here while the
         # current one is sent.
@@ -179,6 +185,7 @@ class Qwen3Engine:
     def unload(self) -> None:
         """Frees the GPU; the next request loads the model again."""
         model, self._model = self._model, None
+        self._tuned = None
         self._prompts.clear()
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)
@@ -192,6 +199,10 @@ class Qwen3Engine:
     def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
         """Builds (or loads from the voice's cache) the clone prompt; only Base models clone."""
         self.load()
+        version = _version(samples)
+        if version is not None:
+            self._tuned_model(version[0])
+            return {"engine": self.name, "mode": "fine-tuned", "version": os.path.dirname(version[0]), "speaker": version[1]}
         if self.kind != "base":
             return {"engine": self.name, "mode": self.kind, "cloned": False}
         prompt, cached, key = self._prompt(voice_dir, samples)
@@ -237,8 +248,16 @@ class Qwen3Engine:
         seed = int(request.options.get("seed") if request.options.get("seed") is not None else
                    self.seed if self.seed is not None else random.randrange(2**31))
         instructions = (request.instructions or "").strip() or None
+        version = _version(samples)
 
-        if self.kind == "base":
+        if version is not None:
+            tuned, speaker_name = self._tuned_model(version[0]), version[1]
+
+            def call(part: Fragment) -> np.ndarray:
+                return tuned.generate_custom_voice(
+                    text=part.text, speaker=speaker_name, language="Auto", instruct=instructions,
+                    max_new_tokens=token_cap(part.text), **self.generation)[0][0]
+        elif self.kind == "base":
             if instructions:
                 raise EngineInputError(
                     "instructions need a Qwen3 CustomVoice (1.7B) or VoiceDesign model; this server's qwen3 "
@@ -276,6 +295,25 @@ class Qwen3Engine:
                 raise EngineInputError(f"qwen3 refused the request: {e}") from e
 
         return seeded
+
+    def _tuned_model(self, folder: str) -> Any:
+        """The fine-tuned checkpoint in folder, loaded once; loading another frees the one before."""
+        with self._lock:
+            if self._tuned is not None and self._tuned[0] == folder:
+                return self._tuned[1]
+            torch, qwen_tts = _imports()
+            self._tuned = None
+            free_cuda_memory()
+            kwargs: dict[str, Any] = {"device_map": self.device, "dtype": getattr(torch, self.dtype)}
+            attention = self._attention()
+            if attention:
+                kwargs["attn_implementation"] = attention
+            try:
+                model = qwen_tts.Qwen3TTSModel.from_pretrained(folder, **kwargs)
+            except OSError as e:
+                raise EngineInputError(f"the voice's fine-tuned version cannot be loaded ({e}); activate another version", field="voice") from e
+            self._tuned = (folder, model)
+            return model
 
     def _speaker(self, request: SpeechRequest) -> str:
         supported = self._model.get_supported_speakers() or []
@@ -318,6 +356,21 @@ class Qwen3Engine:
                 save_atomic(torch, {"items": [asdict(item) for item in items]}, path)
             self._prompts[path] = items
             return items, cached, key
+
+
+def _version(samples: Sequence[VoiceSample]) -> tuple[str, str] | None:
+    """The model folder and speaker of the voice's active qwen3 version, if it has one."""
+    for sample in samples:
+        if sample.role != "model":
+            continue
+        try:
+            with open(os.path.join(sample.path, "version.json"), encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise EngineInputError(f"the voice's active version is missing or unreadable ({sample.path}): activate another version", field="voice") from e
+        if manifest.get("engine") == "qwen3":
+            return os.path.join(sample.path, manifest["model_dir"]), str(manifest["speaker"])
+    return None
 
 
 def _imports() -> tuple[Any, Any]:

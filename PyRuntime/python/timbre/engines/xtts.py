@@ -9,6 +9,7 @@ load until Timbre:Engine:Xtts:AcceptLicense is true, which also sets COQUI_TOS_A
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any, Iterator, Sequence
@@ -77,6 +78,8 @@ class XttsEngine:
         self._model: Any = None
         self._latents: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
+        # A voice's fine-tuned version in use: its folder and its model (one at a time on the GPU).
+        self._tuned: tuple[str, Any] | None = None
 
     # -- registry ------------------------------------------------------------------------------
     @classmethod
@@ -130,6 +133,7 @@ class XttsEngine:
 
     def unload(self) -> None:
         model, self._model = self._model, None
+        self._tuned = None
         self._latents.clear()
         del model
         free_cuda_memory()
@@ -139,8 +143,12 @@ class XttsEngine:
 
     def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
         self.load()
-        _, cached, key = self._conditioning(voice_dir, samples)
-        return {"engine": self.name, "cache_key": key, "cached": cached}
+        model, version = self._model_for(samples)
+        _, cached, key = self._conditioning(voice_dir, samples, model, version)
+        summary: dict[str, object] = {"engine": self.name, "cache_key": key, "cached": cached}
+        if version:
+            summary["version"] = version
+        return summary
 
     def stream(self, voice_dir: str, samples: Sequence[VoiceSample], request: SpeechRequest) -> Iterator[np.ndarray]:
         self.load()
@@ -152,9 +160,10 @@ class XttsEngine:
         parts = fragments(request.text, max_chars=CHAR_LIMITS[language], sentence_pause=self.sentence_pause_s, phrase_pause=0.0)
         if not parts:
             raise EngineInputError("text has nothing to say: give at least one word", field="text")
-        (gpt_cond_latent, speaker_embedding), _, _ = self._conditioning(voice_dir, samples)
+        model, version = self._model_for(samples)
+        (gpt_cond_latent, speaker_embedding), _, _ = self._conditioning(voice_dir, samples, model, version)
         for index, part in enumerate(parts):
-            chunks = self._model.inference_stream(
+            chunks = model.inference_stream(
                 part.text, language, gpt_cond_latent, speaker_embedding, speed=request.speed,
                 enable_text_splitting=False, **self.generation)
             # The last half second of each sentence is held back, so the end can be cut where the
@@ -181,14 +190,38 @@ class XttsEngine:
                 yield tail
 
     # -- internals -----------------------------------------------------------------------------
-    def _conditioning(self, voice_dir: str, samples: Sequence[VoiceSample]) -> tuple[tuple[Any, Any], bool, str]:
+    def _model_for(self, samples: Sequence[VoiceSample]) -> tuple[Any, str | None]:
+        """The base model, or the voice's active xtts version (best_model.pth with the base vocab and
+        config, as coqui's recipe leaves it), loaded once; loading another frees the one before."""
+        version = _version(samples)
+        if version is None:
+            return self._model, None
+        with self._lock:
+            if self._tuned is not None and self._tuned[0] == version["folder"]:
+                return self._tuned[1], version["folder"]
+            self._tuned = None
+            free_cuda_memory()
+            torch, XttsConfig, Xtts = _imports()
+            config = XttsConfig()
+            config.load_json(version["config"])
+            model = Xtts.init_from_config(config)
+            try:
+                model.load_checkpoint(config, checkpoint_path=version["checkpoint"], vocab_path=version["vocab"], eval=True, use_deepspeed=False)
+            except (OSError, RuntimeError) as e:
+                raise EngineInputError(f"the voice's fine-tuned version cannot be loaded ({e}); activate another version", field="voice") from e
+            if self.device.startswith("cuda"):
+                model.cuda()
+            self._tuned = (version["folder"], model)
+            return model, version["folder"]
+
+    def _conditioning(self, voice_dir: str, samples: Sequence[VoiceSample], model: Any, version: str | None) -> tuple[tuple[Any, Any], bool, str]:
         """The voice's GPT conditioning latent and speaker embedding, from all of its reference audio,
-        computed once and cached in the voice's folder."""
+        computed once (per model: fine-tuning changes the conditioning encoder) and cached in the voice's folder."""
         torch, _, _ = _imports()
         chosen = by_role(samples, "reference")
         if not chosen:
             raise EngineInputError("this voice has no samples to clone from", field="voice")
-        key = cache.samples_key(self.name, VERSION, chosen)
+        key = cache.samples_key(self.name, VERSION if version is None else f"{VERSION}:{version}", chosen)
         path = cache.cache_path(voice_dir, self.name, key, ".pt")
         with self._lock:
             if path in self._latents:
@@ -199,7 +232,7 @@ class XttsEngine:
                 latents = (saved["gpt_cond_latent"], saved["speaker_embedding"])
             else:
                 try:
-                    latents = self._model.get_conditioning_latents(
+                    latents = model.get_conditioning_latents(
                         audio_path=[s.path for s in chosen], max_ref_length=self.max_reference_seconds)
                 except RuntimeError as e:
                     raise EngineInputError(f"xtts cannot use this voice's samples ({e}); enrol at least 3 s of speech", field="voice") from e
@@ -208,6 +241,23 @@ class XttsEngine:
                 latents = (latents[0].to(self.device), latents[1].to(self.device))
             self._latents[path] = latents
             return latents, cached, key
+
+
+def _version(samples: Sequence[VoiceSample]) -> dict[str, str] | None:
+    """The files of the voice's active xtts version, if it has one."""
+    for sample in samples:
+        if sample.role != "model":
+            continue
+        try:
+            with open(os.path.join(sample.path, "version.json"), encoding="utf-8") as f:
+                manifest = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise EngineInputError(f"the voice's active version is missing or unreadable ({sample.path}): activate another version", field="voice") from e
+        if manifest.get("engine") == "xtts":
+            folder = os.path.join(sample.path, manifest["model_dir"])
+            return {"folder": sample.path, "checkpoint": os.path.join(folder, manifest["checkpoint"]),
+                    "vocab": os.path.join(folder, manifest["vocab"]), "config": os.path.join(folder, manifest["config"])}
+    return None
 
 
 def _trim_start(audio: np.ndarray) -> np.ndarray:

@@ -67,7 +67,9 @@ class Qwen3TTSModel:
             with open(config, encoding="utf-8") as f:
                 data = json.load(f)
             kind = data["tts_model_type"]
-            speakers = [s.lower() for s in data.get("speakers", [])] or (SPEAKERS if kind == "custom_voice" else None)
+            # A fine-tuned checkpoint (sft_12hz.py) registers its speaker in talker_config.spk_id.
+            named = data.get("speakers") or list(data.get("talker_config", {}).get("spk_id", {}))
+            speakers = [s.lower() for s in named] or (SPEAKERS if kind == "custom_voice" else None)
             small = False
         else:
             m = _KNOWN.match(name)
