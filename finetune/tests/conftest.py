@@ -50,3 +50,29 @@ def version(dataset, tmp_path_factory):
     events = io.StringIO()
     manifest = classic.train(dataset[0], out, {"max_iterations": 4, "strength": 0.75}, Progress("train", events))
     return out, manifest, [json.loads(line) for line in events.getvalue().splitlines()]
+
+
+FAKES = os.path.join(ROOT, "PyRuntime", "python", "tests", "fakes")
+
+
+@pytest.fixture
+def fake_gpu(tmp_path, monkeypatch):
+    """The fakes of the GPU packages (torch, qwen_tts, TTS, trainer) and flash_attn, importable here
+    and in the recipes' child processes, forgotten after the test; yields the fakes' call log path."""
+    extra = tmp_path / "site"
+    (extra / "flash_attn").mkdir(parents=True)
+    (extra / "flash_attn" / "__init__.py").write_text("")
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([FAKES, str(extra), os.path.join(ROOT, "PyRuntime", "python"), ROOT]))
+    monkeypatch.setenv("TIMBRE_FAKE_LOG", str(log))
+    monkeypatch.syspath_prepend(FAKES)
+    monkeypatch.syspath_prepend(str(extra))
+    yield log
+    for name in list(sys.modules):
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith((FAKES, str(extra))):
+            del sys.modules[name]
+
+
+def calls(log):
+    """The fakes' calls, in order."""
+    return [json.loads(line) for line in open(log, encoding="utf-8")] if os.path.exists(log) else []

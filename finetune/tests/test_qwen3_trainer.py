@@ -3,7 +3,6 @@ import io
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -13,37 +12,23 @@ from finetune.progress import Progress
 from finetune.trainers import qwen3
 from finetune.trainers.classic import TrainingError
 
+from .conftest import FAKES
+from .conftest import calls as _calls
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FAKES = os.path.join(ROOT, "PyRuntime", "python", "tests", "fakes")
 SCRIPTS = os.path.join(FAKES, "qwen3_finetuning")
 
 
 @pytest.fixture
-def gpu(tmp_path, monkeypatch):
-    """The fake GPU environment: torch, qwen_tts, flash_attn importable here and in child processes,
-    the upstream scripts' folder, a local Base model folder; yields (model folder, call log path)."""
-    extra = tmp_path / "site"
-    (extra / "flash_attn").mkdir(parents=True)
-    (extra / "flash_attn" / "__init__.py").write_text("")
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([FAKES, str(extra), os.path.join(ROOT, "PyRuntime", "python"), ROOT]))
+def gpu(fake_gpu, tmp_path, monkeypatch):
+    """The fake GPU environment with the upstream scripts' folder and a local Base model folder;
+    yields (model folder, call log path)."""
     monkeypatch.setenv("TIMBRE_QWEN3_SCRIPTS", SCRIPTS)
-    monkeypatch.setenv("TIMBRE_FAKE_LOG", str(log))
-    monkeypatch.syspath_prepend(FAKES)
-    monkeypatch.syspath_prepend(str(extra))
     base = tmp_path / "Qwen3-TTS-12Hz-1.7B-Base"
     base.mkdir()
     (base / "config.json").write_text(json.dumps({"tts_model_type": "base", "talker_config": {}}))
     (base / "model.safetensors").write_bytes(b"base weights")
-    yield str(base), log
-    for name in list(sys.modules):
-        module = sys.modules[name]
-        if (getattr(module, "__file__", None) or "").startswith((FAKES, str(extra))):
-            del sys.modules[name]
-
-
-def _calls(log):
-    return [json.loads(line) for line in open(log, encoding="utf-8")] if os.path.exists(log) else []
+    return str(base), fake_gpu
 
 
 def test_the_official_flow_runs_with_a_low_learning_rate_and_keeps_the_closest_checkpoint(dataset, gpu, tmp_path):

@@ -13,29 +13,16 @@ from finetune.progress import Progress
 from finetune.trainers import xtts
 from finetune.trainers.classic import TrainingError
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FAKES = os.path.join(ROOT, "PyRuntime", "python", "tests", "fakes")
-
+from .conftest import calls as _calls
 
 @pytest.fixture
-def gpu(tmp_path, monkeypatch):
-    """coqui-tts, its trainer and torch as fakes, here and in child processes; an XTTS-v2 base folder."""
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([FAKES, os.path.join(ROOT, "PyRuntime", "python"), ROOT]))
-    monkeypatch.setenv("TIMBRE_FAKE_LOG", str(log))
-    monkeypatch.syspath_prepend(FAKES)
+def gpu(fake_gpu, tmp_path):
+    """The fake GPU environment and an XTTS-v2 base folder; yields (base folder, call log path)."""
     base = tmp_path / "XTTS-v2"
     base.mkdir()
     for name in xtts.BASE_FILES:
         (base / name).write_text(json.dumps({"model": "xtts"}) if name == "config.json" else "weights")
-    yield str(base), log
-    for name in list(sys.modules):
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(FAKES):
-            del sys.modules[name]
-
-
-def _calls(log):
-    return [json.loads(line) for line in open(log, encoding="utf-8")] if os.path.exists(log) else []
+    return str(base), fake_gpu
 
 
 def test_the_recipe_trains_on_the_coqui_csvs_with_an_explicit_eval_list(dataset, gpu, tmp_path):

@@ -29,11 +29,12 @@ import numpy as np
 
 from timbre.audio import read_mono, resample
 from timbre.engines.classic import analysis, mapping
-from timbre.engines.classic.engine import CALIBRATION, OUTPUT_RATE, VERSION, VERSION_FILE, design_eq, reshape
+from timbre.engines.classic.engine import CALIBRATION, OUTPUT_RATE, VERSION, design_eq, reshape
 from timbre.engines.classic.flite import SAMPLE_RATE as FLITE_RATE
 from timbre.engines.classic.flite import Flite
 
 from ..progress import Progress
+from .common import TrainingError, finish, read_metadata, settings
 
 MODEL_FILE = "model.npz"
 DEFAULTS: dict[str, Any] = {"components": 0, "max_iterations": 40, "tolerance": 1e-3, "base_voice": "rms", "seed": 0, "strength": None}
@@ -42,15 +43,6 @@ MIN_MINUTES = 2.0
 STRENGTHS = (1.0, 0.75, 0.5, 0.3, 0.15)
 MAX_WER_RISE = 3.0
 STRENGTH_SENTENCES = 10
-
-
-class TrainingError(ValueError):
-    """The run cannot go on; the message says what to change."""
-
-
-def read_metadata(path: str) -> list[tuple[str, str]]:
-    with open(path, encoding="utf-8") as f:
-        return [tuple(line.rstrip("\n").split("|", 1)) for line in f if "|" in line]  # type: ignore[misc]
 
 
 def _clip_features(flite: Flite, dataset: str, clip: str, text: str) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -238,10 +230,7 @@ def train(dataset: str, out: str, options: dict[str, Any] | None = None, progres
     """Trains a classic version of the speaker in `dataset` into the folder `out` (resuming a run
     that stopped there); returns the manifest written as out/version.json."""
     progress = progress or Progress(stage="train")
-    unknown = set(options or {}) - set(DEFAULTS)
-    if unknown:
-        raise TrainingError(f"unknown classic option(s) {', '.join(sorted(unknown))}; the classic trainer takes {', '.join(DEFAULTS)}")
-    options = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    options = settings("classic", options, DEFAULTS)
     if not os.path.exists(os.path.join(dataset, "metadata_train.csv")):
         raise TrainingError(f"{dataset} is not a prepared dataset (no metadata_train.csv): run prepare first")
     work = os.path.join(out, "work")
@@ -285,9 +274,4 @@ def train(dataset: str, out: str, options: dict[str, Any] | None = None, progres
             "strengths": strengths,
         },
     }
-    tmp = os.path.join(out, VERSION_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(tmp, os.path.join(out, VERSION_FILE))
-    progress.result(version=os.path.abspath(out), **{k: v for k, v in manifest.items() if k != "eq_taps"})
-    return manifest
+    return finish(out, manifest, progress, {k: v for k, v in manifest.items() if k != "eq_taps"})

@@ -32,11 +32,11 @@ from timbre.engines.classic import mapping
 
 from ..progress import Progress
 from .child import LOSS_LINE, EpochClock, run
-from .classic import TrainingError, read_metadata
+from .common import TrainingError, finish, read_metadata
+from .common import settings as _settings
 
 DEFAULTS: dict[str, Any] = {"lr": 2e-6, "num_epochs": 3, "batch_size": 2, "speaker_name": None, "init_model_path": None,
                             "tokenizer_model_path": None, "select_clips": 8}
-VERSION_FILE = "version.json"
 
 
 def _size(folder: str) -> int:
@@ -102,10 +102,7 @@ def _score(checkpoint: str, speaker: str, rows: list[tuple[str, str]], dataset: 
 def train(dataset: str, out: str, options: dict[str, Any] | None = None, progress: Progress | None = None,
           engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     progress = progress or Progress(stage="train")
-    unknown = set(options or {}) - set(DEFAULTS)
-    if unknown:
-        raise TrainingError(f"unknown qwen3 option(s) {', '.join(sorted(unknown))}; the qwen3 trainer takes {', '.join(DEFAULTS)}")
-    settings = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    settings = _settings("qwen3", options, DEFAULTS)
     engine = engine_options or {}
     init = settings["init_model_path"] or engine.get("model") or ""
     device = str(engine.get("device") or "cuda:0")
@@ -176,8 +173,4 @@ def train(dataset: str, out: str, options: dict[str, Any] | None = None, progres
         "training": {"lr": settings["lr"], "num_epochs": epochs, "batch_size": settings["batch_size"], "best_epoch": best + 1,
                      "checkpoints": scores, "clips": report.get("train_clips"), "minutes": report.get("minutes_train")},
     }
-    with open(os.path.join(out, VERSION_FILE + ".tmp"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(os.path.join(out, VERSION_FILE + ".tmp"), os.path.join(out, VERSION_FILE))
-    progress.result(version=os.path.abspath(out), **manifest)
-    return manifest
+    return finish(out, manifest, progress)

@@ -19,12 +19,12 @@ import soundfile as sf
 
 from ..progress import Progress
 from .child import EpochClock, run
-from .classic import TrainingError
+from .common import TrainingError, finish
+from .common import settings as _settings
 
 DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 3, "grad_accum_steps": 84, "lr": 5e-6, "base_dir": None}
 BASE_FILES = ("dvae.pth", "mel_stats.pth", "model.pth", "vocab.json", "config.json")
 MAX_WAV_S = 255995 / 22050
-VERSION_FILE = "version.json"
 
 
 def _rows(path: str) -> list[list[str]]:
@@ -42,10 +42,7 @@ def _usable(dataset: str, name: str) -> tuple[int, int]:
 def train(dataset: str, out: str, options: dict[str, Any] | None = None, progress: Progress | None = None,
           engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     progress = progress or Progress(stage="train")
-    unknown = set(options or {}) - set(DEFAULTS)
-    if unknown:
-        raise TrainingError(f"unknown xtts option(s) {', '.join(sorted(unknown))}; the xtts trainer takes {', '.join(DEFAULTS)}")
-    settings = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    settings = _settings("xtts", options, DEFAULTS)
     base = settings["base_dir"] or (engine_options or {}).get("model_dir") or ""
     missing = [f for f in BASE_FILES if not os.path.isfile(os.path.join(base, f))]
     if not base or missing:
@@ -105,8 +102,4 @@ def train(dataset: str, out: str, options: dict[str, Any] | None = None, progres
                 "config": "config.json", "base_model": base,
                 "training": {"epochs": epochs, "lr": settings["lr"], "batch_size": settings["batch_size"],
                              "grad_accum_steps": settings["grad_accum_steps"], "clips": train_kept, "eval": state["eval"]}}
-    with open(os.path.join(out, VERSION_FILE + ".tmp"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(os.path.join(out, VERSION_FILE + ".tmp"), os.path.join(out, VERSION_FILE))
-    progress.result(version=os.path.abspath(out), **manifest)
-    return manifest
+    return finish(out, manifest, progress)

@@ -40,7 +40,9 @@ public sealed class OperationsTests : IDisposable
         using var client = app.CreateClient();
         var document = await client.GetFromJsonAsync<JsonElement>("/openapi/v1.json");
         var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToList();
-        foreach (var path in new[] { "/v1/speech", "/v1/audio/speech", "/v1/models", "/v1/audio/voices", "/v1/voices", "/v1/voices/{id}", "/metrics", "/health", "/ready" })
+        foreach (var path in new[] { "/v1/speech", "/v1/audio/speech", "/v1/models", "/v1/audio/voices", "/v1/voices", "/v1/voices/{id}", "/metrics", "/health", "/ready",
+            "/v1/datasets", "/v1/datasets/{id}", "/v1/finetune/jobs", "/v1/finetune/jobs/{id}", "/v1/finetune/jobs/{id}/resume", "/v1/finetune/jobs/{id}/events",
+            "/v1/voices/{id}/versions", "/v1/voices/{id}/versions/{number}/activate" })
         {
             Assert.Contains(path, paths);
         }

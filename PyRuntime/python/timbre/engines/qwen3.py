@@ -37,6 +37,7 @@ import numpy as np
 from .. import cache
 from ..text import Fragment, fragments
 from .protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
+from . import versions
 from .gpu import availability, free_cuda_memory, require_cuda, save_atomic, to_numpy
 from .seams import Joiner, pipelined
 
@@ -360,17 +361,11 @@ class Qwen3Engine:
 
 def _version(samples: Sequence[VoiceSample]) -> tuple[str, str] | None:
     """The model folder and speaker of the voice's active qwen3 version, if it has one."""
-    for sample in samples:
-        if sample.role != "model":
-            continue
-        try:
-            with open(os.path.join(sample.path, "version.json"), encoding="utf-8") as f:
-                manifest = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise EngineInputError(f"the voice's active version is missing or unreadable ({sample.path}): activate another version", field="voice") from e
-        if manifest.get("engine") == "qwen3":
-            return os.path.join(sample.path, manifest["model_dir"]), str(manifest["speaker"])
-    return None
+    found = versions.active(samples, "qwen3")
+    if found is None:
+        return None
+    folder, manifest = found
+    return os.path.join(folder, manifest["model_dir"]), str(manifest["speaker"])
 
 
 def _imports() -> tuple[Any, Any]:

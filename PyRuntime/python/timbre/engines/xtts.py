@@ -9,7 +9,6 @@ load until Timbre:Engine:Xtts:AcceptLicense is true, which also sets COQUI_TOS_A
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from typing import Any, Iterator, Sequence
@@ -17,6 +16,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .. import cache
+from . import versions
 from ..audio import fade
 from ..text import fragments
 from ..textprep import is_english
@@ -245,19 +245,13 @@ class XttsEngine:
 
 def _version(samples: Sequence[VoiceSample]) -> dict[str, str] | None:
     """The files of the voice's active xtts version, if it has one."""
-    for sample in samples:
-        if sample.role != "model":
-            continue
-        try:
-            with open(os.path.join(sample.path, "version.json"), encoding="utf-8") as f:
-                manifest = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise EngineInputError(f"the voice's active version is missing or unreadable ({sample.path}): activate another version", field="voice") from e
-        if manifest.get("engine") == "xtts":
-            folder = os.path.join(sample.path, manifest["model_dir"])
-            return {"folder": sample.path, "checkpoint": os.path.join(folder, manifest["checkpoint"]),
-                    "vocab": os.path.join(folder, manifest["vocab"]), "config": os.path.join(folder, manifest["config"])}
-    return None
+    found = versions.active(samples, "xtts")
+    if found is None:
+        return None
+    folder, manifest = found
+    model = os.path.join(folder, manifest["model_dir"])
+    return {"folder": folder, "checkpoint": os.path.join(model, manifest["checkpoint"]),
+            "vocab": os.path.join(model, manifest["vocab"]), "config": os.path.join(model, manifest["config"])}
 
 
 def _trim_start(audio: np.ndarray) -> np.ndarray:

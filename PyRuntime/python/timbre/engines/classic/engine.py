@@ -11,7 +11,6 @@ rather than a few seconds.
 """
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
@@ -23,6 +22,7 @@ from scipy import signal
 from ... import cache
 from ...audio import read_mono
 from ...text import fragments
+from .. import versions
 from ..protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
 from . import analysis, mapping
 from .flite import SAMPLE_RATE as FLITE_RATE
@@ -30,8 +30,6 @@ from .flite import Flite, FliteUnavailableError
 from .psola import shift_pitch
 
 VERSION = "1"
-#: A fine-tuned version's manifest, in its folder beside the model file it names.
-VERSION_FILE = "version.json"
 OUTPUT_RATE = 24000
 # Harvard sentences (list 2) used to measure how the base voice comes out of the pipeline;
 # the evaluation uses other lists, so calibration never sees the test text.
@@ -113,7 +111,7 @@ class ClassicEngine:
 
     def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
         self.load()
-        version = self._version([s for s in samples if s.role == "model"])
+        version = self._version(samples)
         if version is not None:
             return version
         samples = by_role(samples, "sample")
@@ -167,27 +165,22 @@ class ClassicEngine:
             pending.cancel()
 
     # -- internals ------------------------------------------------------------------------
-    def _version(self, models: Sequence[VoiceSample]) -> dict[str, object] | None:
-        """The fine-tuned classic version among the voice's models, loaded once per change; None when
-        the active version was trained for another engine (the zero-shot voice serves then)."""
-        for model in models:
-            manifest = os.path.join(model.path, VERSION_FILE)
-            try:
-                stamp = os.stat(manifest).st_mtime
-            except OSError as e:
-                raise EngineInputError(f"the voice's active version is missing ({model.path}): activate another version", field="voice") from e
-            cached = self._versions.get(model.path)
-            if cached is not None and cached[0] == stamp:
-                return cached[1]
-            with open(manifest, encoding="utf-8") as f:
-                profile: dict[str, object] = json.load(f)
-            if profile.get("engine") != self.name:
-                continue
-            profile["mapping"] = mapping.SpectralMap.load(os.path.join(model.path, str(profile["model_file"])))
-            profile["cached"] = cached is not None
-            self._versions[model.path] = (stamp, profile)
-            return profile
-        return None
+    def _version(self, samples: Sequence[VoiceSample]) -> dict[str, object] | None:
+        """The voice's fine-tuned classic version, its model loaded once per change of its manifest;
+        None when it has none or its version is another engine's (the zero-shot voice serves then)."""
+        found = versions.active(samples, self.name)
+        if found is None:
+            return None
+        folder, manifest = found
+        stamp = os.stat(os.path.join(folder, versions.VERSION_FILE)).st_mtime
+        cached = self._versions.get(folder)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        profile: dict[str, object] = dict(manifest)
+        profile["mapping"] = mapping.SpectralMap.load(os.path.join(folder, str(profile["model_file"])))
+        profile["cached"] = cached is not None
+        self._versions[folder] = (stamp, profile)
+        return profile
 
     def _start(self, text: str, profile: dict[str, object], speed: float) -> Future[np.ndarray]:
         assert self._flite is not None and self._synth is not None
