@@ -145,6 +145,13 @@ internal sealed class LiveView : IRunView
             task.Description = $"{Describe.Label("upload"),-20} {sent / 1e6:0.0}/{total / 1e6:0.0} MB";
         }
 
+        /// <summary>Details cut to what leaves the bar room on an 80-column terminal.</summary>
+        private static string Fit(string details)
+        {
+            var room = Math.Max(24, AnsiConsole.Profile.Width - 20 - 1 - 30);
+            return details.Length <= room ? details : details[..(room - 1)] + "…";
+        }
+
         public void Event(JsonElement e)
         {
             var type = e.GetProperty("type").GetString();
@@ -171,10 +178,9 @@ internal sealed class LiveView : IRunView
                     AnsiConsole.MarkupLine($"[red]{Markup.Escape(status ?? "")}: {Markup.Escape(m.GetString()!)}[/]");
                 }
 
-                if (stage.Length == 0 || status != "running")
-                {
-                    return;
-                }
+                // A stage's bar starts with its first progress event: the runner's stage names come before
+                // the trainer's own (align, train, …) and would stand above them.
+                return;
             }
 
             if (stage.Length == 0 || type == "result")
@@ -188,7 +194,7 @@ internal sealed class LiveView : IRunView
                 task.Value = 100 * f.GetDouble();
             }
 
-            task.Description = $"{Markup.Escape(Describe.Label(stage)),-20} {Markup.Escape(Describe.Details(e))}";
+            task.Description = $"{Markup.Escape(Describe.Label(stage)),-20} {Markup.Escape(Fit(Describe.Details(e)))}";
         }
 
         private ProgressTask Task(string stage)
