@@ -157,3 +157,19 @@ def test_the_command_line_reports_progress_and_exits_2_on_unusable_input(tmp_pat
     assert done.returncode == 2, done.stderr
     assert events[-1]["type"] == "error" and "no usable speech" in events[-1]["message"]
     assert any(e["type"] == "warning" and "no speech" in e["message"] for e in events)
+
+
+def test_a_full_disk_ends_the_command_with_exit_3_and_says_so(recordings, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from finetune import __main__ as cli
+    from finetune import prepare as module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(module.sf, "write", full)
+    code = cli.main(["prepare", "--out", str(tmp_path / "out"), "--asr-check", "none", sorted(recordings)[0]])
+    assert code == 3
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["type"] == "error" and "disk is full" in last["message"]

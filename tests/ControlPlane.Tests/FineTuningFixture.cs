@@ -111,8 +111,11 @@ public static class FineTuningClient
         await http.PostAsJsonAsync("/v1/finetune/jobs", request);
 
     /// <summary>Recipe processes (python -m finetune) whose command line mentions the path.</summary>
-    public static int RecipesUnder(string path) =>
-        Directory.EnumerateDirectories("/proc").Count(d =>
+    public static int RecipesUnder(string path) => RecipePids(path).Count;
+
+    /// <summary>The process ids of those recipes.</summary>
+    public static List<string> RecipePids(string path) =>
+        Directory.EnumerateDirectories("/proc").Where(d =>
         {
             try
             {
@@ -123,5 +126,5 @@ public static class FineTuningClient
             {
                 return false;
             }
-        });
+        }).Select(Path.GetFileName).OfType<string>().ToList();
 }

@@ -97,7 +97,13 @@ public sealed class FineTuningTests(FineTuningFixture data) : IClassFixture<Fine
         var job = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         await FineTuningClient.WaitForStageAsync(http, job, "train");
         var folder = Path.Combine(app.DataDirectory, ".finetune", "jobs", job);
-        Assert.Equal(1, FineTuningClient.RecipesUnder(folder));
+        var pid = Assert.Single(FineTuningClient.RecipePids(folder));
+        // A classic job trains on one core at lower priority, so speech keeps the rest of the machine.
+        var status = await File.ReadAllLinesAsync($"/proc/{pid}/status");
+        var cpus = status.Single(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal)).Split(':')[1].Trim();
+        Assert.Matches(@"^\d+$", cpus);
+        var nice = (await File.ReadAllTextAsync($"/proc/{pid}/stat")).Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[16];
+        Assert.Equal("10", nice);
 
         using (var cancel = await http.DeleteAsync($"/v1/finetune/jobs/{job}"))
         {
@@ -187,6 +193,17 @@ public sealed class FineTuningTests(FineTuningFixture data) : IClassFixture<Fine
         }
 
         app.AssertNoErrorsLogged();
+    }
+
+    [Fact]
+    public async Task An_upload_that_would_fill_the_disk_is_refused_with_507_and_stores_nothing()
+    {
+        app.Settings["Timbre:FineTuning:MinFreeBytes"] = (long.MaxValue / 2).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var http = app.CreateClient();
+        using var response = await http.PostAsync("/v1/datasets", data.Upload("Full"));
+        await AssertProblemAsync(response, HttpStatusCode.InsufficientStorage, "free space");
+        Assert.Empty(await http.GetFromJsonAsync<JsonElement[]>("/v1/datasets") ?? []);
+        Assert.False(Directory.Exists(Path.Combine(app.DataDirectory, ".finetune", "datasets")) && Directory.EnumerateFileSystemEntries(Path.Combine(app.DataDirectory, ".finetune", "datasets")).Any());
     }
 
     [Fact]
