@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from timbre import asr
-from timbre.audio import read_mono, resample
+from timbre.audio import read_mono
 from timbre.engines import SpeechRequest, VoiceSample, create
 from timbre.engines.classic import analysis, mapping
 
@@ -36,25 +36,13 @@ from .trainers.classic import read_metadata
 WER_SLACK_POINTS = 5.0
 
 
-def _speech(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """16 kHz audio and the cepstra of its speech, silences at the ends trimmed."""
-    x16 = resample(np.asarray(x, dtype=np.float64), rate, mapping.RATE)
-    cep = mapping.features(x16)
-    return x16, cep[mapping.trimmed(cep)]
-
-
-def _measure(synth: np.ndarray, rate: int, real16: np.ndarray, real_cep: np.ndarray, text: str, recogniser: Any) -> dict[str, float]:
-    x16, cep = _speech(synth, rate)
-    path = mapping.dtw(cep[:, 1:], real_cep[:, 1:])
-    if path is None:
-        mcd = float("nan")
-    else:
-        ia, ib, _ = path
-        mcd = mapping.distortion_db(cep[ia], real_cep[ib])
+def _measure(synth: np.ndarray, rate: int, real_cep: np.ndarray, text: str, recogniser: Any) -> dict[str, float]:
+    x16, cep = mapping.speech_cepstra(synth, rate)
+    mcd = mapping.aligned_distortion(cep, real_cep)
     f0 = analysis.yin_pitch(x16, mapping.RATE)
     errors, words = asr.word_errors(text, recogniser.transcribe(synth, rate)) if recogniser else (0, 0)
-    return {"mcd_db": mcd, "errors": errors, "words": words, "seconds": len(cep) * mapping.HOP / mapping.RATE,
-            "f0": f0[f0 > 0]}
+    return {"mcd_db": float("nan") if mcd is None else mcd, "errors": errors, "words": words,
+            "seconds": len(cep) * mapping.HOP / mapping.RATE, "f0": f0[f0 > 0]}
 
 
 def _summary(rows: list[dict[str, Any]], real: list[dict[str, Any]]) -> dict[str, Any]:
@@ -89,14 +77,14 @@ def evaluate(dataset: str, voice_dir: str, samples: list[dict[str, Any]], candid
     results: dict[str, list[dict[str, Any]]] = {"zero_shot": [], "candidate": [], "speaker": []}
     for i, (clip, text) in enumerate(rows):
         real, rate = read_mono(os.path.join(dataset, "wavs", clip + ".wav"))
-        real16, real_cep = _speech(real, rate)
+        real16, real_cep = mapping.speech_cepstra(real, rate)
         f0 = analysis.yin_pitch(real16, mapping.RATE)
         errors, words = asr.word_errors(text, recogniser.transcribe(real, rate)) if recogniser else (0, 0)
         results["speaker"].append({"mcd_db": 0.0, "errors": errors, "words": words,
                                    "seconds": len(real_cep) * mapping.HOP / mapping.RATE, "f0": f0[f0 > 0]})
         for name, voice in voices.items():
             audio = np.concatenate(list(engine.stream(voice_dir, voice, SpeechRequest(text, language="en"))))
-            results[name].append(_measure(audio, engine.sample_rate, real16, real_cep, text, recogniser))
+            results[name].append(_measure(audio, engine.sample_rate, real_cep, text, recogniser))
         progress.emit(step=i + 1, steps=len(rows), fraction=(i + 1) / len(rows), message=f"evaluated {clip}")
     summary = {name: _summary(results[name], results["speaker"]) for name in ("zero_shot", "candidate")}
     speaker_words = sum(r["words"] for r in results["speaker"])

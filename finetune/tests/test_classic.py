@@ -13,7 +13,6 @@ from finetune.evaluate import evaluate, table
 from finetune.progress import Progress
 from finetune.speakers import say, sentences
 from finetune.trainers import classic
-from timbre.audio import resample
 from timbre.engines import SpeechRequest, VoiceSample, create
 from timbre.engines.classic import mapping
 
@@ -63,17 +62,13 @@ def test_the_engine_speaks_the_version_closer_to_the_speaker(version, tmp_path):
     zero_shot = [VoiceSample(str(sample))]
     tuned = [*zero_shot, VoiceSample(out, None, "model")]
     text = "The tired doctor carried three green apples across the valley."
-    target = mapping.features(resample(say(SPEAKER, text), 24000, mapping.RATE))
-    target = target[mapping.trimmed(target)]
+    _, target = mapping.speech_cepstra(say(SPEAKER, text), 24000)
     distances = {}
     for name, samples in (("zero_shot", zero_shot), ("tuned", tuned)):
         chunks = list(engine.stream(str(voice), samples, SpeechRequest(text)))
         audio = np.concatenate(chunks)
         assert len(audio) / engine.sample_rate > 1.5
-        cep = mapping.features(resample(audio, engine.sample_rate, mapping.RATE))
-        cep = cep[mapping.trimmed(cep)]
-        ia, ib, _ = mapping.dtw(cep[:, 1:], target[:, 1:])
-        distances[name] = mapping.distortion_db(cep[ia], target[ib])
+        distances[name] = mapping.aligned_distortion(mapping.speech_cepstra(audio, engine.sample_rate)[1], target)
     assert distances["tuned"] < distances["zero_shot"] - 0.3, distances
     # A version for another engine is ignored: the zero-shot voice speaks.
     other = tmp_path / "qwen-version"

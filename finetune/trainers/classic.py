@@ -48,10 +48,8 @@ STRENGTH_SENTENCES = 10
 def _clip_features(flite: Flite, dataset: str, clip: str, text: str) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Paired cepstra (flite, speaker) of one clip's speech frames and the speaker's pace against flite's."""
     y, sr = read_mono(os.path.join(dataset, "wavs", clip + ".wav"))
-    y = resample(y, sr, FLITE_RATE)
-    x = flite.synthesize(text)
-    fx, fy = mapping.features(x), mapping.features(y)
-    fx, fy = fx[mapping.trimmed(fx)], fy[mapping.trimmed(fy)]
+    _, fx = mapping.speech_cepstra(flite.synthesize(text), FLITE_RATE)
+    _, fy = mapping.speech_cepstra(y, sr)
     path = mapping.dtw(fx[:, 1:], fy[:, 1:])
     if path is None:
         return None

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from timbre.audio import read_mono, resample
+from timbre.audio import read_mono
 from timbre.engines.classic import mapping
 
 from ..progress import Progress
@@ -86,12 +86,9 @@ def _score(checkpoint: str, speaker: str, rows: list[tuple[str, str]], dataset: 
         for clip, text in rows:
             audio, rate = _speak(model, text, speaker)
             real, real_rate = read_mono(os.path.join(dataset, "wavs", clip + ".wav"))
-            a = mapping.features(resample(audio, rate, mapping.RATE))
-            b = mapping.features(resample(real, real_rate, mapping.RATE))
-            a, b = a[mapping.trimmed(a)], b[mapping.trimmed(b)]
-            path = mapping.dtw(a[:, 1:], b[:, 1:])
+            distance = mapping.aligned_distortion(mapping.speech_cepstra(audio, rate)[1], mapping.speech_cepstra(real, real_rate)[1])
             # Speech at more than twice or half the speaker's length cannot be aligned: the worst score.
-            distances.append(mapping.distortion_db(a[path[0]], b[path[1]]) if path else 99.0)
+            distances.append(99.0 if distance is None else distance)
         return float(np.mean(distances))
     finally:
         del model

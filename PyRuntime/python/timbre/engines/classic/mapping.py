@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal
 
+from ...audio import resample
+
 RATE = 16000
 N_FFT = 512  # 32 ms: resolves formants, smooths a low voice's harmonics in the mel bands
 HOP = 160  # 10 ms for analysis and alignment
@@ -142,6 +144,20 @@ def distortion_db(a: np.ndarray, b: np.ndarray) -> float:
     (10/ln10 · sqrt(2 Σ Δc²)), so figures compare with the literature's 4–8 dB."""
     diff = (a[:, 1 : N_CEPS + 1] - b[:, 1 : N_CEPS + 1]) * _TO_CEPSTRUM
     return float(np.mean(10.0 / np.log(10) * np.sqrt(2.0 * np.sum(diff * diff, axis=1))))
+
+
+def speech_cepstra(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Audio at any rate as 16 kHz audio and the cepstra of its speech, silences at the ends trimmed."""
+    x16 = resample(np.asarray(x, dtype=np.float64), rate, RATE)
+    cep = features(x16)
+    return x16, cep[trimmed(cep)]
+
+
+def aligned_distortion(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mel-cepstral distortion (dB) of two utterances' cepstra after DTW; None when their lengths are
+    more than 2x apart and cannot be aligned."""
+    path = dtw(a[:, 1:], b[:, 1:])
+    return None if path is None else distortion_db(a[path[0]], b[path[1]])
 
 
 @dataclass
