@@ -14,4 +14,11 @@ public sealed class PythonOptions
 
     /// <summary>Folders put first on sys.path; Timbre's own python/ folder is always added.</summary>
     public IList<string> ModulePaths { get; } = [];
+
+    /// <summary>
+    /// The folders put first on sys.path, in order: Timbre's own python/ folder (beside the
+    /// assembly), then <see cref="ModulePaths"/>. The embedded interpreter and the recipes the
+    /// server starts as child processes (PYTHONPATH) search the same folders in the same order.
+    /// </summary>
+    public IReadOnlyList<string> SearchPath() => [Path.Combine(AppContext.BaseDirectory, "python"), .. ModulePaths];
 }

@@ -265,8 +265,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         using var sys = scope.Import("sys");
         using var path = sys.GetAttr("path");
         using var insert = path.GetAttr("insert");
-        var own = Path.Combine(AppContext.BaseDirectory, "python");
-        foreach (var folder in options.ModulePaths.Reverse().Append(own))
+        foreach (var folder in options.SearchPath().Reverse())
         {
             using var _ = insert.Call(0, folder);
         }

@@ -24,7 +24,8 @@ public sealed partial class JobRunner(
     IOptions<TimbreOptions> options,
     ILogger<JobRunner> logger) : BackgroundService
 {
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> running = new();
+    // The running jobs: their cancellation and their lane (GPU or CPU).
+    private readonly ConcurrentDictionary<string, (CancellationTokenSource Cts, bool Gpu)> running = new();
     // Jobs a person cancelled; any other cancellation of a running job is the server stopping.
     private readonly ConcurrentDictionary<string, bool> cancelRequested = new();
     private readonly SemaphoreSlim wake = new(0);
@@ -42,10 +43,10 @@ public sealed partial class JobRunner(
             return true;
         }
 
-        if (running.TryGetValue(id, out var cts))
+        if (running.TryGetValue(id, out var job))
         {
             cancelRequested[id] = true;
-            cts.Cancel();
+            job.Cts.Cancel();
             return true;
         }
 
@@ -71,13 +72,13 @@ public sealed partial class JobRunner(
             foreach (var job in store.Queued())
             {
                 var gpu = job.IsGpu;
-                if (running.Keys.Select(store.GetJob).Any(r => r is not null && r.IsGpu == gpu))
+                if (running.Values.Any(r => r.Gpu == gpu))
                 {
                     continue; // that lane is busy
                 }
 
                 var cts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                if (!running.TryAdd(job.Id, cts))
+                if (!running.TryAdd(job.Id, (cts, gpu)))
                 {
                     cts.Dispose();
                     continue;

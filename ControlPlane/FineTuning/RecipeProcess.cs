@@ -35,8 +35,7 @@ public sealed partial class RecipeProcess(IOptions<TimbreOptions> options, ILogg
             start.ArgumentList.Add(a);
         }
 
-        var paths = new List<string>(python.ModulePaths) { Path.Combine(AppContext.BaseDirectory, "python") };
-        start.Environment["PYTHONPATH"] = string.Join(':', paths);
+        start.Environment["PYTHONPATH"] = string.Join(':', python.SearchPath());
         start.Environment["PYTHONUNBUFFERED"] = "1";
         // Numeric libraries would start a thread per core; the recipe's --cores pins it instead.
         start.Environment["OMP_NUM_THREADS"] = "1";
