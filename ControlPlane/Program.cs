@@ -1,3 +1,4 @@
+using Timbre.ControlPlane.Dashboard;
 using Timbre.ControlPlane.Engines;
 using Timbre.ControlPlane.FineTuning;
 using Timbre.ControlPlane.Health;
@@ -19,6 +20,8 @@ builder.AddFineTuning();
 var app = builder.Build();
 app.UseTimbreErrors();
 app.UseSecurity();
+app.UseDashboard();
+app.UseApiKeys();
 app.MapHealth();
 app.MapObservability();
 app.MapVoices();

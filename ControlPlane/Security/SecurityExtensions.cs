@@ -54,6 +54,12 @@ public static class SecurityExtensions
         app.Use((http, next) => RefuseUnknownHosts(http, next, hosts));
         app.UseCors();
         app.Use(RefuseForeignOrigins);
+        return app;
+    }
+
+    /// <summary>API keys, the fallback policy that every route needs one, and the per-key rate limit; after UseSecurity and the dashboard's files.</summary>
+    public static WebApplication UseApiKeys(this WebApplication app)
+    {
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseRateLimiter();

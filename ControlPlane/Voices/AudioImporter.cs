@@ -17,6 +17,8 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         [".flac"] = ["flac"],
         [".ogg"] = ["ogg"],
         [".m4a"] = ["mov", "mp4", "m4a"],
+        // What browsers record (MediaRecorder: Opus in WebM), as the dashboard uploads it.
+        [".webm"] = ["matroska", "webm"],
     };
 
     public static IReadOnlyCollection<string> Extensions => Containers.Keys;

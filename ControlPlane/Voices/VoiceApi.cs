@@ -16,6 +16,9 @@ public static class VoiceApi
         group.MapGet("/", ListVoices);
         group.MapGet("/{id}", GetVoice);
         group.MapDelete("/{id}", DeleteVoice);
+        group.MapGet("/{id}/audio", VoiceAudio)
+            .WithSummary("Hear a voice: the clip its clones start from, or one stored sample")
+            .WithDescription("Without `sample`: the enrolment's prompt segment (what Qwen3 clones from), else its reference, else the first sample. With `sample=N`: the N-th stored sample (0-based), as normalised at enrolment. 16-bit 24 kHz mono WAV.");
         return app;
     }
 
@@ -62,7 +65,7 @@ public static class VoiceApi
         var files = form.Files.GetFiles("files");
         if (files.Count == 0)
         {
-            return Problems.BadRequest("Attach at least one recording as 'files' (WAV, MP3, FLAC, OGG or M4A, 3–60 s of speech).", "files");
+            return Problems.BadRequest("Attach at least one recording as 'files' (WAV, MP3, FLAC, OGG, M4A or WebM, 3–60 s of speech).", "files");
         }
 
         if (files.Count > limits.MaxFilesPerVoice)
@@ -152,6 +155,42 @@ public static class VoiceApi
         return await library.DeleteAsync(id, ct)
             ? TypedResults.NoContent()
             : Problems.NotFound($"No voice with id '{id}'. GET /v1/voices lists them.");
+    }
+
+    public static Results<PhysicalFileHttpResult, ProblemHttpResult> VoiceAudio(string id, int? sample, VoiceLibrary library)
+    {
+        if (!VoiceNames.IsValidId(id))
+        {
+            return Problems.BadRequest($"'{id}' is not a voice id: ids are lower-case letters, digits and hyphens (see GET /v1/voices).", "id");
+        }
+
+        if (library.Find(id) is not { } voice || voice.Id != id || library.FolderOf(id) is not { } folder)
+        {
+            return Problems.NotFound($"No voice with id '{id}'. GET /v1/voices lists them.");
+        }
+
+        string? file;
+        if (sample is { } n)
+        {
+            if (n < 0 || n >= voice.Samples.Count)
+            {
+                return Problems.BadRequest($"Voice '{id}' has {voice.Samples.Count} samples; ask for sample 0 to {voice.Samples.Count - 1}.", "sample");
+            }
+
+            file = voice.Samples[n].File;
+        }
+        else
+        {
+            file = voice.Prompt?.File ?? voice.Reference ?? (voice.Samples.Count > 0 ? voice.Samples[0].File : null);
+        }
+
+        var path = file is null ? null : Path.GetFullPath(Path.Combine(folder, file));
+        if (path is null || !path.StartsWith(folder + Path.DirectorySeparatorChar, StringComparison.Ordinal) || !File.Exists(path))
+        {
+            return Problems.NotFound($"Voice '{id}' has no stored audio to play; enrol it again.");
+        }
+
+        return TypedResults.PhysicalFile(path, "audio/wav", $"{id}.wav", enableRangeProcessing: true);
     }
 }
 

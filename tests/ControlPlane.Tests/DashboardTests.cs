@@ -1,0 +1,381 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Deque.AxeCore.Commons;
+using Deque.AxeCore.Playwright;
+using Microsoft.Playwright;
+
+namespace Timbre.ControlPlane.Tests;
+
+/// <summary>The real server with an API key, and one Chromium for the dashboard tests.</summary>
+public sealed class DashboardFixture : IAsyncLifetime
+{
+    public const string Key = "dashboard-test-key-0123456789";
+
+    public TimbreApp App { get; } = new();
+
+    public Browser Browser { get; private set; } = null!;
+
+    public Uri Address => App.BaseAddress;
+
+    /// <summary>The same server under a name the browser takes for a LAN host (plain HTTP, not localhost).</summary>
+    public Uri LanAddress => new UriBuilder(Address) { Host = Browser.LanHost }.Uri;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        App.Settings["Timbre:Auth:ApiKeys:0"] = Key;
+        App.Settings["AllowedHosts"] = $"localhost;127.0.0.1;[::1];{Browser.LanHost}";
+        Http = App.CreateClient(Key);
+        Browser = await Browser.LaunchAsync();
+    }
+
+    /// <summary>A counter from /metrics, summed over the series whose labels contain <paramref name="labels"/>.</summary>
+    public async Task<double> MetricAsync(string name, string labels = "")
+    {
+        var text = await Http.GetStringAsync("/metrics");
+        return text.Split('\n')
+            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l.Contains(labels, StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Browser.DisposeAsync();
+        Http.Dispose();
+        await App.DisposeAsync();
+    }
+}
+
+/// <summary>The dashboard at / in Debian's Chromium against the real server on loopback: speech streamed and played, enrolment by microphone and by files, status, keys.</summary>
+[Collection("Browser")]
+public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
+{
+    private static readonly Regex RefusedLoads = new("Failed to load resource: the server responded with a status of 401");
+
+    private async Task<string> VoiceAsync(string name)
+    {
+        using var response = await fixture.Http.GetAsync($"/v1/voices/{name}");
+        return response.StatusCode == HttpStatusCode.OK ? name : await fixture.App.EnrolAsync(name, DashboardFixture.Key);
+    }
+
+    [Fact]
+    public async Task Speech_streams_and_plays_before_it_ends_shows_first_audio_and_downloads_as_wav()
+    {
+        var voice = await VoiceAsync("ada");
+        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
+        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
+        await d.ByTestId("speak-text").FillAsync(Audio.LongText(14));
+        await d.ScreenshotAsync("speak-ready");
+        await d.ByTestId("speak-button").ClickAsync();
+
+        // A chunk has finished playing while the server is still sending: playback started as audio arrived.
+        await d.WaitForAsync("window.timbre.player.chunksPlayed > 0");
+        await d.ScreenshotAsync("speak-streaming");
+        await d.WaitForAsync("window.timbre.stream && window.timbre.stream.finished !== null", 60000);
+        var stats = await d.EvalAsync<JsonElement>("({ ...window.timbre.player, samples: window.timbre.stream.samples, final: window.timbre.stream.final, error: window.timbre.stream.error })");
+        Assert.True(stats.GetProperty("final").GetBoolean(), stats.ToString());
+        Assert.Equal(JsonValueKind.Null, stats.GetProperty("error").ValueKind);
+        Assert.True(stats.GetProperty("playedBeforeEnd").GetInt32() > 0, $"no chunk played before the stream ended: {stats}");
+        Assert.True(stats.GetProperty("firstPlayedAt").GetDouble() < stats.GetProperty("streamEndedAt").GetDouble());
+        // Every sample that arrived was scheduled, in order, and the output carried signal mid-stream.
+        Assert.Equal(stats.GetProperty("chunksReceived").GetInt32() - 0, stats.GetProperty("chunksScheduled").GetInt32());
+        Assert.Equal(stats.GetProperty("samples").GetInt64(), stats.GetProperty("samplesScheduled").GetInt64());
+        Assert.True(stats.GetProperty("maxRmsWhileStreaming").GetDouble() > 0.005, $"the output was silent while streaming: {stats}");
+        var samples = stats.GetProperty("samples").GetInt64();
+        Assert.True(samples > 24000 * 20, $"{samples} samples for fourteen sentences");
+
+        var ttfa = await d.ByTestId("ttfa").TextContentAsync();
+        Assert.Matches(@"^\d+ ms$", ttfa);
+        Assert.Matches(@"^\d+\.\d{3}$", await d.ByTestId("rtf").TextContentAsync());
+        await Assertions.Expect(d.ByTestId("history").Locator("li")).ToHaveCountAsync(1);
+        await d.ScreenshotAsync("speak-done");
+
+        var download = await d.Page.RunAndWaitForDownloadAsync(() => d.ByTestId("download-button").ClickAsync());
+        var path = await download.PathAsync();
+        var wav = await File.ReadAllBytesAsync(path);
+        Assert.Equal("RIFF", System.Text.Encoding.ASCII.GetString(wav, 0, 4));
+        Assert.Equal("WAVE", System.Text.Encoding.ASCII.GetString(wav, 8, 4));
+        Assert.Equal(24000, BitConverter.ToInt32(wav, 24));
+        Assert.Equal(samples * 2, BitConverter.ToInt32(wav, 40));
+        Assert.Equal(44 + (samples * 2), wav.Length);
+        d.AssertClean();
+    }
+
+    [Fact]
+    public async Task Stop_cancels_the_stream_on_the_server()
+    {
+        var voice = await VoiceAsync("ada");
+        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
+        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
+        await d.ByTestId("speak-text").FillAsync(Audio.LongText(55));
+        var cancelled = await fixture.MetricAsync("timbre_streams_total", "outcome=\"cancelled\"");
+        await d.ByTestId("speak-button").ClickAsync();
+        await Assertions.Expect(d.ByTestId("ttfa")).ToHaveTextAsync(new Regex(@"^\d+ ms$"));
+        await Assertions.Expect(d.ByTestId("stop-button")).ToBeEnabledAsync();
+        await d.ByTestId("stop-button").ClickAsync();
+        await Assertions.Expect(d.ByTestId("speak-status")).ToHaveTextAsync("Stopped.");
+        Assert.False(await d.EvalAsync<bool>("window.timbre.stream.final"), "the whole text was spoken before Stop: make it longer");
+
+        for (var i = 0; i < 30 && await fixture.MetricAsync("timbre_streams_total", "outcome=\"cancelled\"") <= cancelled; i++)
+        {
+            await Task.Delay(500);
+        }
+
+        Assert.Equal(cancelled + 1, await fixture.MetricAsync("timbre_streams_total", "outcome=\"cancelled\""));
+        Assert.Equal(0, await fixture.MetricAsync("timbre_streams_in_flight"));
+        await Assertions.Expect(d.ByTestId("stop-button")).ToBeDisabledAsync();
+        d.AssertClean();
+    }
+
+    [Fact]
+    public async Task A_missing_or_wrong_key_is_said_plainly()
+    {
+        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address);
+        await Assertions.Expect(d.ByTestId("auth-error")).ToBeVisibleAsync();
+        await Assertions.Expect(d.ByTestId("auth-error")).ToContainTextAsync("needs an API key");
+        await d.ScreenshotAsync("key-missing");
+
+        await d.ByTestId("api-key").FillAsync("not-the-right-key-at-all");
+        await d.Page.GetByRole(AriaRole.Button, new() { Name = "Use key" }).ClickAsync();
+        await Assertions.Expect(d.ByTestId("auth-error")).ToContainTextAsync("refused this API key");
+        await Assertions.Expect(d.ByTestId("auth-error")).ToContainTextAsync("not one of Timbre:Auth:ApiKeys");
+
+        // The right key clears the error and fills the pickers; it is kept for the next visit.
+        await d.ByTestId("api-key").FillAsync(DashboardFixture.Key);
+        await d.Page.GetByRole(AriaRole.Button, new() { Name = "Use key" }).ClickAsync();
+        await Assertions.Expect(d.ByTestId("auth-error")).ToBeHiddenAsync();
+        await Assertions.Expect(d.ByTestId("speak-engine").Locator("option[value=classic]")).ToHaveCountAsync(1);
+        await d.Page.ReloadAsync();
+        await Assertions.Expect(d.ByTestId("api-key")).ToHaveValueAsync(DashboardFixture.Key);
+        await Assertions.Expect(d.ByTestId("auth-error")).ToBeHiddenAsync();
+        d.AssertClean(RefusedLoads);
+    }
+
+    [Fact]
+    public async Task A_voice_enrols_from_uploaded_files_shows_its_report_plays_and_deletes_after_confirmation()
+    {
+        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
+        await d.TabAsync("Voices");
+        var folder = Directory.CreateTempSubdirectory("timbre-upload-").FullName;
+        try
+        {
+            var first = Path.Combine(folder, "first.wav");
+            var second = Path.Combine(folder, "second.wav");
+            await File.WriteAllBytesAsync(first, Audio.Espeak(Audio.Reference, "en-gb"));
+            await File.WriteAllBytesAsync(second, Audio.Espeak("A rod is used to catch pink salmon. The source of the huge river is the clear spring.", "en-gb"));
+            await d.ByTestId("enrol-name").FillAsync("Uploaded Voice");
+            await d.ByTestId("enrol-files").SetInputFilesAsync([first, second]);
+            await Assertions.Expect(d.ByTestId("enrol-transcript")).ToHaveCountAsync(2);
+            await d.ByTestId("enrol-transcript").First.FillAsync(Audio.Reference);
+            await d.ScreenshotAsync("voices-upload-ready");
+            await d.ByTestId("enrol-submit").ClickAsync();
+            await Assertions.Expect(d.ByTestId("enrol-result")).ToContainTextAsync("Enrolled Uploaded Voice", new() { Timeout = 60000 });
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+
+        var item = d.ByTestId("voice-list").Locator("li[data-voice='uploaded-voice']");
+        await Assertions.Expect(item).ToBeVisibleAsync();
+        var stored = await fixture.Http.GetFromJsonAsync<JsonElement>("/v1/voices/uploaded-voice");
+        Assert.Equal(2, stored.GetProperty("samples").GetArrayLength());
+        Assert.Equal(Audio.Reference, stored.GetProperty("samples")[0].GetProperty("transcript").GetString());
+        Assert.Equal("user", stored.GetProperty("samples")[0].GetProperty("transcriptSource").GetString());
+
+        // The report: one row per sample, with its figures in words.
+        await item.Locator("summary").ClickAsync();
+        await Assertions.Expect(item.Locator("tbody tr")).ToHaveCountAsync(2);
+        await Assertions.Expect(item.Locator("tbody tr").First).ToContainTextAsync(" dB");
+        await d.ScreenshotAsync("voices-report");
+
+        var audio = await d.Page.RunAndWaitForResponseAsync(() => item.GetByTestId("voice-play").ClickAsync(), r => r.Url.Contains("/v1/voices/uploaded-voice/audio", StringComparison.Ordinal));
+        Assert.Equal(200, audio.Status);
+        Assert.Equal("audio/wav", audio.Headers["content-type"]);
+        await Assertions.Expect(d.ByTestId("enrol-result")).Not.ToContainTextAsync("Could not play");
+
+        await item.GetByTestId("voice-delete").ClickAsync();
+        await Assertions.Expect(d.Page.Locator("dialog#confirm")).ToBeVisibleAsync();
+        await d.ScreenshotAsync("voices-delete-confirm");
+        await d.Page.GetByRole(AriaRole.Button, new() { Name = "Keep it" }).ClickAsync();
+        await Assertions.Expect(item).ToBeVisibleAsync();
+        Assert.Equal(HttpStatusCode.OK, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
+
+        await item.GetByTestId("voice-delete").ClickAsync();
+        await d.ByTestId("confirm-ok").ClickAsync();
+        await Assertions.Expect(item).ToHaveCountAsync(0);
+        Assert.Equal(HttpStatusCode.NotFound, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
+        d.AssertClean();
+    }
+
+    [Fact]
+    public async Task A_voice_enrols_by_recording_the_script_from_the_microphone()
+    {
+        // The script the page shows, spoken by espeak-ng, is what the fake microphone hears.
+        string script;
+        await using (var peek = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key))
+        {
+            script = (await peek.ByTestId("enrol-script").TextContentAsync())!;
+        }
+
+        var wav = Path.Combine(Path.GetTempPath(), $"microphone-{Guid.NewGuid():n}.wav");
+        await File.WriteAllBytesAsync(wav, Audio.Espeak(script, "en-us+m3"));
+        try
+        {
+            var seconds = (new FileInfo(wav).Length - 44) / 2.0 / 22050;
+            await using var browser = await Browser.LaunchAsync(microphone: wav);
+            await using var d = await DashboardPage.OpenAsync(browser, fixture.Address, DashboardFixture.Key);
+            await d.TabAsync("Voices");
+            await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeHiddenAsync();
+            await d.ByTestId("enrol-name").FillAsync("Recorded");
+            await d.ByTestId("enrol-record").ClickAsync();
+            await Assertions.Expect(d.ByTestId("enrol-record")).ToHaveTextAsync("Stop recording");
+            await Task.Delay(TimeSpan.FromSeconds(Math.Min(seconds, 4)));
+            Assert.True(await d.EvalAsync<double>("document.getElementById('enrol-level').value") > -50, "the level meter shows no signal");
+            await d.ScreenshotAsync("voices-recording");
+            await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, seconds - 4) + 0.5));
+            await d.ByTestId("enrol-record").ClickAsync();
+            await Assertions.Expect(d.ByTestId("enrol-preview")).ToBeVisibleAsync();
+            await Assertions.Expect(d.ByTestId("enrol-retake")).ToBeVisibleAsync();
+            await d.ScreenshotAsync("voices-recorded");
+            await d.ByTestId("enrol-submit").ClickAsync();
+            await Assertions.Expect(d.ByTestId("enrol-result")).ToContainTextAsync("Enrolled Recorded", new() { Timeout = 60000 });
+            d.AssertClean();
+        }
+        finally
+        {
+            File.Delete(wav);
+        }
+
+        var voice = await fixture.Http.GetFromJsonAsync<JsonElement>("/v1/voices/recorded");
+        var sample = voice.GetProperty("samples")[0];
+        Assert.Equal("recording.webm", sample.GetProperty("fileName").GetString());
+        Assert.Equal(script, sample.GetProperty("transcript").GetString());
+        Assert.Equal("user", sample.GetProperty("transcriptSource").GetString());
+        Assert.True(sample.GetProperty("durationSeconds").GetDouble() > 5, voice.ToString());
+        // What was recorded is speech at a usable level, as the enrolment measured it.
+        var report = voice.GetProperty("quality").GetProperty("samples")[0];
+        Assert.True(report.GetProperty("speechSeconds").GetDouble() > 4, report.ToString());
+    }
+
+    [Fact]
+    public async Task On_a_plain_http_lan_address_the_page_says_why_it_cannot_record_and_uploads_still_work()
+    {
+        var voice = await VoiceAsync("ada");
+        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.LanAddress, DashboardFixture.Key);
+        await d.TabAsync("Voices");
+        Assert.False(await d.EvalAsync<bool>("window.isSecureContext"));
+        await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeVisibleAsync();
+        await Assertions.Expect(d.ByTestId("record-unavailable")).ToContainTextAsync("HTTPS");
+        await Assertions.Expect(d.ByTestId("record-unavailable")).ToContainTextAsync("ssh -L");
+        await Assertions.Expect(d.ByTestId("enrol-record")).ToBeDisabledAsync();
+        await Assertions.Expect(d.ByTestId("enrol-files")).ToBeEnabledAsync();
+        await d.ScreenshotAsync("voices-insecure-origin");
+
+        // Speech still plays there: scheduled buffers need no secure context.
+        await d.TabAsync("Speak");
+        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
+        await d.ByTestId("speak-text").FillAsync("Hello from the other room.");
+        await d.ByTestId("speak-button").ClickAsync();
+        await d.WaitForAsync("window.timbre.stream && window.timbre.stream.finished !== null");
+        Assert.True(await d.EvalAsync<bool>("window.timbre.stream.final && window.timbre.player.chunksScheduled > 0"));
+        d.AssertClean();
+    }
+
+    [Fact]
+    public async Task Status_shows_engines_with_reasons_and_live_figures_from_metrics()
+    {
+        var voice = await VoiceAsync("ada");
+        using (var spoken = await fixture.Http.PostAsJsonAsync("/v1/speech", new { text = "Counting for the status page.", voice }))
+        {
+            Assert.Equal(HttpStatusCode.OK, spoken.StatusCode);
+        }
+
+        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
+        await d.TabAsync("Status");
+        var classic = d.ByTestId("engine-table").Locator("tr[data-engine=classic]");
+        await Assertions.Expect(classic).ToContainTextAsync("yes");
+        // GPU engines cannot run here: the table says so and why.
+        var qwen3 = d.ByTestId("engine-table").Locator("tr[data-engine=qwen3]");
+        await Assertions.Expect(qwen3).ToContainTextAsync("no");
+        Assert.True((await qwen3.Locator("td").Nth(0).TextContentAsync())!.Length > 10);
+        await Assertions.Expect(d.ByTestId("stat-ttfa")).ToHaveTextAsync(new Regex(@"^\d+ / \d+ ms$"));
+        await Assertions.Expect(d.ByTestId("stat-rtf")).ToHaveTextAsync(new Regex(@"^\d+\.\d+ / \d+\.\d+$"));
+        await Assertions.Expect(d.ByTestId("stat-inflight")).ToHaveTextAsync(new Regex(@"^\d+$"));
+        await Assertions.Expect(d.ByTestId("stat-streams")).ToContainTextAsync("done");
+        await d.ScreenshotAsync("status");
+        d.AssertClean();
+    }
+
+    [Fact]
+    public async Task Every_panel_passes_axe_in_light_and_dark_and_the_tabs_work_from_the_keyboard()
+    {
+        await VoiceAsync("ada");
+        foreach (var dark in new[] { false, true })
+        {
+            await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key, dark: dark);
+            await Assertions.Expect(d.ByTestId("speak-voice").Locator("option")).Not.ToHaveCountAsync(0);
+            foreach (var tab in new[] { "Speak", "Voices", "Status", "Fine-tuning" })
+            {
+                await d.TabAsync(tab);
+                await d.Page.WaitForTimeoutAsync(300);
+                var result = await d.Page.RunAxe(new AxeRunOptions { ResultTypes = [ResultType.Violations] });
+                var serious = result.Violations.Where(v => v.Impact is "serious" or "critical")
+                    .Select(v => $"{tab} ({(dark ? "dark" : "light")}): {v.Id} {v.Help} at {string.Join(", ", v.Nodes.Select(n => n.Target?.ToString()))}").ToList();
+                Assert.True(serious.Count == 0, string.Join("\n", serious));
+            }
+
+            await d.ScreenshotAsync(dark ? "dark-fine-tuning" : "light-fine-tuning");
+            await d.TabAsync("Speak");
+            await d.ScreenshotAsync(dark ? "dark-speak" : "light-speak");
+
+            // Arrow keys move between tabs, and the panel follows (WAI-ARIA tabs).
+            await d.Page.GetByRole(AriaRole.Tab, new() { Name = "Speak" }).FocusAsync();
+            await d.Page.Keyboard.PressAsync("ArrowRight");
+            await Assertions.Expect(d.Page.GetByRole(AriaRole.Tab, new() { Name = "Voices" })).ToBeFocusedAsync();
+            await Assertions.Expect(d.Page.GetByRole(AriaRole.Tab, new() { Name = "Voices" })).ToHaveAttributeAsync("aria-selected", "true");
+            await Assertions.Expect(d.ByTestId("voice-list")).ToBeVisibleAsync();
+            await d.Page.Keyboard.PressAsync("End");
+            await Assertions.Expect(d.Page.GetByRole(AriaRole.Tab, new() { Name = "Fine-tuning" })).ToBeFocusedAsync();
+            d.AssertClean();
+        }
+
+        // A laptop screen: nothing wider than the window.
+        await using var narrow = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key, width: 1024, height: 700);
+        Assert.True(await narrow.EvalAsync<bool>("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways at 1024 px");
+        await narrow.ScreenshotAsync("speak-1024");
+        await using var phone = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key, width: 600, height: 900);
+        Assert.True(await phone.EvalAsync<bool>("document.documentElement.scrollWidth <= window.innerWidth"), "the page scrolls sideways at 600 px");
+    }
+
+    [Fact]
+    public async Task The_page_and_its_files_are_served_without_a_key_under_a_strict_content_security_policy()
+    {
+        using var anonymous = new HttpClient { BaseAddress = fixture.Address };
+        foreach (var path in new[] { "/", "/js/app.js", "/css/app.css", "/lib/microsoft-signalr/signalr.min.js" })
+        {
+            using var response = await anonymous.GetAsync(path);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var csp = response.Headers.GetValues("Content-Security-Policy").Single();
+            Assert.Contains("script-src 'self'", csp, StringComparison.Ordinal);
+            Assert.Contains("frame-ancestors 'none'", csp, StringComparison.Ordinal);
+            Assert.DoesNotContain("unsafe", csp, StringComparison.Ordinal);
+            Assert.Equal("nosniff", response.Headers.GetValues("X-Content-Type-Options").Single());
+        }
+
+        // The API behind it still needs the key, and a page on another origin is refused.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/voices")).StatusCode);
+        using var foreign = new HttpRequestMessage(HttpMethod.Get, "/v1/voices");
+        foreign.Headers.Add("Origin", "http://evil.example");
+        foreign.Headers.Authorization = new("Bearer", DashboardFixture.Key);
+        Assert.Equal(HttpStatusCode.Forbidden, (await anonymous.SendAsync(foreign)).StatusCode);
+        // A host name not in AllowedHosts gets no page either.
+        using var rebound = new HttpRequestMessage(HttpMethod.Get, "/");
+        rebound.Headers.Host = "attacker.example";
+        Assert.Equal(HttpStatusCode.BadRequest, (await anonymous.SendAsync(rebound)).StatusCode);
+    }
+}
