@@ -29,6 +29,8 @@ public sealed class DashboardFixture : IAsyncLifetime
     {
         App.Settings["Timbre:Auth:ApiKeys:0"] = Key;
         App.Settings["AllowedHosts"] = $"localhost;127.0.0.1;[::1];{Browser.LanHost}";
+        // Fine-tuning from the page evaluates on three held-out sentences, not twelve.
+        App.Settings["Timbre:FineTuning:EvaluationClips"] = "3";
         Http = App.CreateClient(Key);
         Browser = await Browser.LaunchAsync();
     }
@@ -284,6 +286,55 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
         await d.WaitForAsync("window.timbre.stream && window.timbre.stream.finished !== null");
         Assert.True(await d.EvalAsync<bool>("window.timbre.stream.final && window.timbre.player.chunksScheduled > 0"));
         d.AssertClean();
+    }
+
+    [Fact]
+    public async Task Over_https_with_the_certificate_ops_make_cert_makes_the_page_may_record()
+    {
+        var work = Directory.CreateTempSubdirectory("timbre-https-").FullName;
+        var (httpPort, httpsPort) = (ServerProcess.FreePort(), ServerProcess.FreePort());
+        var envFile = Path.Combine(work, "timbre.env");
+        Audio.Run(Path.Combine(ServerProcess.RepositoryRoot, "ops", "make-cert"), "--dir", Path.Combine(work, "certs"), "--env", envFile,
+            "--https-url", $"https://127.0.0.1:{httpsPort}", "--http-url", $"http://127.0.0.1:{httpPort}", Browser.LanHost);
+        // What ops/run would export from timbre.env.
+        var settings = File.ReadAllLines(envFile).Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p[1].Trim('"'));
+        Assert.Equal("600", Audio.Run("stat", "-c", "%a", settings["Kestrel__Endpoints__Https__Certificate__KeyPath"]).Trim());
+        var key = settings["Timbre__Auth__ApiKeys__0"];
+        using var server = ServerProcess.Start(work, httpPort, "/usr/bin/python3", out var log, settings);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{httpPort}") };
+            await ServerProcess.WaitReadyAsync(http, server, log);
+
+            // Kestrel serves exactly the certificate the script made.
+            var made = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(
+                await File.ReadAllTextAsync(settings["Kestrel__Endpoints__Https__Certificate__Path"]));
+            string? served = null;
+            using var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = (_, c, _, _) => (served = c?.GetCertHashString()) == made.GetCertHashString() };
+            using var https = new HttpClient(handler);
+            using (var page = await https.GetAsync($"https://127.0.0.1:{httpsPort}/"))
+            {
+                Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+            }
+
+            Assert.Equal(made.GetCertHashString(), served);
+
+            await using var d = await DashboardPage.OpenAsync(fixture.Browser, new Uri($"https://{Browser.LanHost}:{httpsPort}/"), key, ignoreHttpsErrors: true);
+            await d.TabAsync("Voices");
+            Assert.True(await d.EvalAsync<bool>("window.isSecureContext && !!navigator.mediaDevices"));
+            await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeHiddenAsync();
+            await Assertions.Expect(d.ByTestId("enrol-record")).ToBeEnabledAsync();
+            // The API answers there with the key the script made (the engine list came through).
+            await Assertions.Expect(d.ByTestId("speak-engine").Locator("option[value=classic]")).ToHaveCountAsync(1);
+            await Assertions.Expect(d.ByTestId("auth-error")).ToBeHiddenAsync();
+            d.AssertClean();
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+            Directory.Delete(work, recursive: true);
+        }
     }
 
     [Fact]

@@ -155,45 +155,59 @@ export function drawSparkline(canvas, values) {
   }
 }
 
-/** A line chart with axes: series = [{ label, points: [[x, y]], colour }]. */
+/**
+ * A line chart: series = [{ label, points: [[x, y]], colour }]. Each series has its own vertical scale
+ * (the first labelled on the left, the second on the right): a trainer's training and held-out losses
+ * are often on very different scales, and what matters is each one's trend.
+ */
 export function drawLineChart(canvas, series, xLabel) {
   const g = prepare(canvas);
   const { width, height } = canvas;
   const ratio = window.devicePixelRatio || 1;
   g.clearRect(0, 0, width, height);
-  const points = series.flatMap(s => s.points);
+  const drawn = series.filter(s => s.points.length > 0);
   g.font = `${11 * ratio}px system-ui, sans-serif`;
   g.fillStyle = css("--muted");
-  if (points.length === 0) {
+  if (drawn.length === 0) {
     g.fillText("No training progress yet", 12 * ratio, height / 2);
     return;
   }
-  const left = 44 * ratio, bottom = height - 22 * ratio, top = 10 * ratio, right = width - 10 * ratio;
-  const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
+  const left = 48 * ratio, right = width - 48 * ratio, top = 22 * ratio, bottom = height - 22 * ratio;
+  const xs = drawn.flatMap(s => s.points.map(p => p[0]));
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
-  let y0 = Math.min(...ys), y1 = Math.max(...ys);
-  if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
   const X = x => left + ((x - x0) / (x1 - x0)) * (right - left);
-  const Y = y => bottom - ((y - y0) / (y1 - y0)) * (bottom - top);
   g.strokeStyle = css("--line");
   g.beginPath();
   g.moveTo(left, top);
   g.lineTo(left, bottom);
   g.lineTo(right, bottom);
+  g.lineTo(right, top);
   g.stroke();
-  g.fillText(y1.toPrecision(3), 2 * ratio, top + 8 * ratio);
-  g.fillText(y0.toPrecision(3), 2 * ratio, bottom);
   g.fillText(`${xLabel} ${x0}–${x1}`, left, height - 5 * ratio);
-  let legend = right;
-  for (const s of series) {
-    if (s.points.length === 0) continue;
-    g.strokeStyle = s.colour ? css(s.colour) : css("--accent");
+  let legend = left;
+  drawn.slice(0, 2).forEach((s, k) => {
+    const ys = s.points.map(p => p[1]);
+    let y0 = Math.min(...ys), y1 = Math.max(...ys);
+    if (y1 - y0 < 1e-9) { y0 -= 1; y1 += 1; }
+    const Y = y => bottom - ((y - y0) / (y1 - y0)) * (bottom - top);
+    const colour = css(s.colour ?? "--accent");
+    g.strokeStyle = colour;
+    g.fillStyle = colour;
     g.lineWidth = 2 * ratio;
     g.beginPath();
     s.points.forEach(([x, y], i) => (i ? g.lineTo(X(x), Y(y)) : g.moveTo(X(x), Y(y))));
     g.stroke();
-    legend -= g.measureText(s.label).width + 16 * ratio;
-    g.fillStyle = g.strokeStyle;
-    g.fillText(s.label, legend, top + 8 * ratio);
-  }
+    for (const [x, y] of s.points) {
+      g.beginPath();
+      g.arc(X(x), Y(y), 2.5 * ratio, 0, 2 * Math.PI);
+      g.fill();
+    }
+    const axis = k === 0 ? 2 * ratio : right + 4 * ratio;
+    g.fillText(y1.toPrecision(4), axis, top + 4 * ratio);
+    g.fillText(y0.toPrecision(4), axis, bottom);
+    const text = `${s.label} (${k === 0 ? "left" : "right"} scale)`;
+    g.fillText(text, legend, 13 * ratio);
+    legend += g.measureText(text).width + 18 * ratio;
+  });
+  g.lineWidth = 1;
 }

@@ -20,6 +20,11 @@ function fraction(job) {
 }
 
 function describe(job) {
+  const r = job.result;
+  if (job.status === "succeeded" && r?.version !== undefined) {
+    return `version ${r.version} of ${r.voice ?? job.voice}${r.activated ? ", now active" : ", kept but not active (not better than zero-shot)"}`;
+  }
+  if (job.status === "succeeded" && job.kind === "prepare") return "ready to train on";
   const p = job.progress ?? {};
   const stage = job.stage ?? p.stage ?? "";
   const parts = [stage];
@@ -55,7 +60,10 @@ function datasetName(id) {
 
 async function refresh() {
   try {
-    [jobs, datasets] = await Promise.all([api("/v1/finetune/jobs"), api("/v1/datasets")]);
+    let tuning;
+    [tuning, datasets] = await Promise.all([api("/v1/finetune/jobs"), api("/v1/datasets")]);
+    // Preparation jobs are listed with their datasets; the panel shows both kinds, newest first.
+    jobs = [...tuning, ...datasets.map(d => d.job).filter(Boolean)].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   } catch (e) {
     $("jobs-empty").hidden = false;
     $("jobs-empty").textContent = `Could not list jobs: ${e.message}`;
@@ -95,9 +103,17 @@ function renderEvaluation(e) {
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, `On ${e.clips} held-out sentences`), el("th", { scope: "col", class: "num" }, "Zero-shot"), el("th", { scope: "col", class: "num" }, "Fine-tuned"))),
       el("tbody", {}, rows.map(([label, key]) => el("tr", {}, el("th", { scope: "row" }, label),
         el("td", { class: "num" }, String(e.zero_shot?.[key] ?? "—")), el("td", { class: "num" }, String(e.candidate?.[key] ?? "—")))))),
-    el("p", { class: e.better ? "ok-note" : "warning" }, e.better
-      ? "The fine-tuned version is closer to the speaker without losing intelligibility."
-      : "The fine-tuned version is not better than the zero-shot clone; it was kept but not activated."));
+    el("p", { class: e.better ? "ok-note" : "warning" }, verdict(e)));
+}
+
+/** Why a version was or was not activated, in words. */
+function verdict(e) {
+  if (e.better) return "The fine-tuned version is closer to the speaker without losing intelligibility.";
+  const closer = e.candidate?.distance_db < e.zero_shot?.distance_db;
+  const reason = closer
+    ? `it sounds closer to the speaker but is harder to understand (word errors ${e.zero_shot.wer_pct} % → ${e.candidate.wer_pct} %)`
+    : "it is no closer to the speaker than the zero-shot clone";
+  return `Not activated: ${reason}. It was kept; activate it below if you prefer it.`;
 }
 
 async function versions(voiceId) {
@@ -123,7 +139,7 @@ async function activate(voiceId, v) {
   const force = v.better === false;
   if (force && !await confirmDialog(`Activate version ${v.number}?`, "It evaluated worse than the zero-shot clone. Speech will use it anyway.", "Activate")) return;
   try {
-    await api(`/v1/voices/${encodeURIComponent(voiceId)}/versions/${v.number}/activate${force ? "?force=true" : ""}`, { method: "POST" });
+    await api(`/v1/voices/${encodeURIComponent(voiceId)}/versions/${v.number}/activate`, { method: "POST" });
   } catch (e) {
     $("job-result").textContent = e.message;
   }
@@ -145,7 +161,8 @@ function log(line) {
 }
 
 function eventLine(e) {
-  const time = e.time ? new Date(e.time).toLocaleTimeString() : "";
+  // Event times are Unix seconds.
+  const time = typeof e.time === "number" ? new Date(e.time * 1000).toLocaleTimeString() : "";
   const what = e.message ?? (e.type === "status" ? e.status : "");
   const figures = ["epoch", "loss", "eval_loss", "step", "steps"].filter(k => e[k] !== undefined).map(k => `${k}=${e[k]}`).join(" ");
   return `${time} ${e.type}${e.stage ? ` [${e.stage}]` : ""} ${what} ${figures}`.replace(/\s+/g, " ").trim();
