@@ -34,7 +34,7 @@ function initKey() {
     const detail = error.detail || error.message;
     banner(auth.key
       ? `Timbre refused this API key: ${detail}`
-      : `Timbre needs an API key: type one of the keys in Timbre:Auth:ApiKeys above and press Use key. (${detail})`);
+      : "Timbre needs an API key: type one of the keys in the server's Timbre:Auth:ApiKeys above and press Use key. This browser keeps it for next time.");
   });
 }
 

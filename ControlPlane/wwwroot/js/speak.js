@@ -63,7 +63,7 @@ function followEngine() {
     options = [el("option", { value: "" }, "described by the instructions")];
   } else {
     options = catalog.voices.map(v => el("option", { value: v.id }, v.name));
-    if (options.length === 0) options = [el("option", { value: "" }, "no voices yet: enrol one under Voices")];
+    if (options.length === 0) options = [el("option", { value: "" }, catalog.error ? "—" : "no voices yet: enrol one under Voices")];
   }
   voiceSelect.replaceChildren(...options);
   if ([...voiceSelect.options].some(o => o.value === previousVoice)) voiceSelect.value = previousVoice;
