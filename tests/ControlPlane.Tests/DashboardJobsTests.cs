@@ -15,7 +15,13 @@ public sealed class DashboardJobsTests(FineTuningFixture data, DashboardFixture 
     public async Task A_dataset_uploaded_and_trained_from_the_page_shows_progress_log_loss_evaluation_and_versions()
     {
         await using var d = await DashboardPage.OpenAsync(browser, app.BaseAddress, DashboardFixture.Key);
+        // A new server: the empty states say what to do first.
+        await d.TabAsync("Voices");
+        await Assertions.Expect(d.Page.Locator("#voice-empty")).ToBeVisibleAsync();
+        await d.ScreenshotAsync("voices-empty");
         await d.TabAsync("Fine-tuning");
+        await Assertions.Expect(d.Page.Locator("#jobs-empty")).ToBeVisibleAsync();
+        await d.ScreenshotAsync("fine-tuning-empty");
         await d.ByTestId("dataset-name").FillAsync("Graham takes");
         await d.ByTestId("dataset-files").SetInputFilesAsync(Directory.EnumerateFiles(data.Takes).Order(StringComparer.Ordinal).ToArray());
         await d.ByTestId("dataset-submit").ClickAsync();

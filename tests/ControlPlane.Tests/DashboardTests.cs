@@ -169,7 +169,18 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
             var second = Path.Combine(folder, "second.wav");
             await File.WriteAllBytesAsync(first, Audio.Espeak(Audio.Reference, "en-gb"));
             await File.WriteAllBytesAsync(second, Audio.Espeak("A rod is used to catch pink salmon. The source of the huge river is the clear spring.", "en-gb"));
+            // A file that is not audio: the server's reason is shown, and nothing is stored.
+            var bogus = Path.Combine(folder, "notes.wav");
+            await File.WriteAllTextAsync(bogus, "these are my notes, not a recording");
             await d.ByTestId("enrol-name").FillAsync("Uploaded Voice");
+            await d.ByTestId("enrol-files").SetInputFilesAsync([bogus]);
+            await d.ByTestId("enrol-submit").ClickAsync();
+            await Assertions.Expect(d.ByTestId("enrol-result")).ToContainTextAsync("notes.wav");
+            await Assertions.Expect(d.ByTestId("enrol-result")).ToHaveClassAsync(new Regex("error"));
+            await d.ScreenshotAsync("voices-upload-refused");
+            Assert.Equal(HttpStatusCode.NotFound, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
+            await d.Page.GetByRole(AriaRole.Button, new() { Name = "Remove notes.wav" }).ClickAsync();
+
             await d.ByTestId("enrol-files").SetInputFilesAsync([first, second]);
             await Assertions.Expect(d.ByTestId("enrol-transcript")).ToHaveCountAsync(2);
             await d.ByTestId("enrol-transcript").First.FillAsync(Audio.Reference);
@@ -211,7 +222,8 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
         await d.ByTestId("confirm-ok").ClickAsync();
         await Assertions.Expect(item).ToHaveCountAsync(0);
         Assert.Equal(HttpStatusCode.NotFound, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
-        d.AssertClean();
+        // Only the refused upload's 400 reached the console, as the browser logs every failed request.
+        d.AssertClean(new Regex("Failed to load resource: the server responded with a status of 400"));
     }
 
     [Fact]
