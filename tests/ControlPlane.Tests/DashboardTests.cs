@@ -64,13 +64,20 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
         return response.StatusCode == HttpStatusCode.OK ? name : await fixture.App.EnrolAsync(name, DashboardFixture.Key);
     }
 
+    /// <summary>The Speak panel with a voice chosen and <paramref name="text"/> typed, ready for the Speak button.</summary>
+    private async Task<DashboardPage> ReadyToSpeakAsync(string text, Uri? address = null)
+    {
+        var voice = await VoiceAsync("ada");
+        var d = await DashboardPage.OpenAsync(fixture.Browser, address ?? fixture.Address, DashboardFixture.Key);
+        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
+        await d.ByTestId("speak-text").FillAsync(text);
+        return d;
+    }
+
     [Fact]
     public async Task Speech_streams_and_plays_before_it_ends_shows_first_audio_and_downloads_as_wav()
     {
-        var voice = await VoiceAsync("ada");
-        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
-        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
-        await d.ByTestId("speak-text").FillAsync(Audio.LongText(14));
+        await using var d = await ReadyToSpeakAsync(Audio.LongText(14));
         await d.ScreenshotAsync("speak-ready");
         await d.ByTestId("speak-button").ClickAsync();
 
@@ -110,10 +117,7 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
     [Fact]
     public async Task Stop_cancels_the_stream_on_the_server()
     {
-        var voice = await VoiceAsync("ada");
-        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
-        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
-        await d.ByTestId("speak-text").FillAsync(Audio.LongText(55));
+        await using var d = await ReadyToSpeakAsync(Audio.LongText(55));
         var cancelled = await fixture.MetricAsync("timbre_streams_total", "outcome=\"cancelled\"");
         await d.ByTestId("speak-button").ClickAsync();
         await Assertions.Expect(d.ByTestId("ttfa")).ToHaveTextAsync(new Regex(@"^\d+ ms$"));
@@ -279,8 +283,7 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
     [Fact]
     public async Task On_a_plain_http_lan_address_the_page_says_why_it_cannot_record_and_uploads_still_work()
     {
-        var voice = await VoiceAsync("ada");
-        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.LanAddress, DashboardFixture.Key);
+        await using var d = await ReadyToSpeakAsync("Hello from the other room.", fixture.LanAddress);
         await d.TabAsync("Voices");
         Assert.False(await d.EvalAsync<bool>("window.isSecureContext"));
         await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeVisibleAsync();
@@ -292,8 +295,6 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
 
         // Speech still plays there: scheduled buffers need no secure context.
         await d.TabAsync("Speak");
-        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
-        await d.ByTestId("speak-text").FillAsync("Hello from the other room.");
         await d.ByTestId("speak-button").ClickAsync();
         await d.WaitForAsync("window.timbre.stream && window.timbre.stream.finished !== null");
         Assert.True(await d.EvalAsync<bool>("window.timbre.stream.final && window.timbre.player.chunksScheduled > 0"));

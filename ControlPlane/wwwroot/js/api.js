@@ -127,6 +127,22 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+/**
+ * Runs <task> now and every <ms> while its panel is shown: the returned show(visible) starts or stops it,
+ * so a hidden panel costs the server nothing.
+ */
+export function whileShown(task, ms) {
+  let timer = null;
+  return visible => {
+    clearInterval(timer);
+    timer = null;
+    if (visible) {
+      task();
+      timer = setInterval(task, ms);
+    }
+  };
+}
+
 export function formatSeconds(seconds) {
   const s = Math.max(0, Math.round(seconds));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;

@@ -1,6 +1,6 @@
 // The Fine-tuning panel: datasets and jobs with progress, a job's live log and loss curve over
 // /hubs/jobs, its evaluation, and the voice's versions to activate.
-import { api, el, hubConnection, hubMessage } from "./api.js";
+import { api, el, hubConnection, hubMessage, whileShown } from "./api.js";
 import { catalog, reload, subscribe } from "./catalog.js";
 import { drawLineChart } from "./charts.js";
 import { confirmDialog } from "./voices.js";
@@ -11,7 +11,6 @@ let datasets = [];
 let selected = null;      // job id shown in detail
 let follow = null;        // { jobId, subscription, connection }
 let losses = [];
-let timer = null;
 
 function fraction(job) {
   if (job.status === "succeeded") return 1;
@@ -256,14 +255,7 @@ async function startJob(event) {
 }
 
 /** Lists jobs every three seconds while the panel is shown. */
-export function showJobs(visible) {
-  clearInterval(timer);
-  timer = null;
-  if (visible) {
-    refresh();
-    timer = setInterval(refresh, 3000);
-  }
-}
+export const showJobs = whileShown(() => refresh(), 3000);
 
 export function initJobs() {
   $("job-cancel").addEventListener("click", cancel);

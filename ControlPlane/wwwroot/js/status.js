@@ -1,5 +1,5 @@
 // The Status panel: engines with their availability, and live figures read from /metrics.
-import { api, el } from "./api.js";
+import { api, el, whileShown } from "./api.js";
 import { catalog, subscribe } from "./catalog.js";
 import { drawSparkline } from "./charts.js";
 
@@ -118,16 +118,8 @@ function renderEngines() {
     el("td", {}, e.license ?? ""))));
 }
 
-let timer = null;
 /** Scrapes every two seconds while the panel is shown. */
-export function showStatus(visible) {
-  clearInterval(timer);
-  timer = null;
-  if (visible) {
-    scrape();
-    timer = setInterval(scrape, 2000);
-  }
-}
+export const showStatus = whileShown(() => scrape(), 2000);
 
 export function initStatus() {
   subscribe(renderEngines);
