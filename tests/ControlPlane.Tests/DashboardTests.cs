@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -9,75 +8,16 @@ using Microsoft.Playwright;
 
 namespace Timbre.ControlPlane.Tests;
 
-/// <summary>The real server with an API key, and one Chromium for the dashboard tests.</summary>
-public sealed class DashboardFixture : IAsyncLifetime
-{
-    public const string Key = "dashboard-test-key-0123456789";
-
-    public TimbreApp App { get; } = new();
-
-    public Browser Browser { get; private set; } = null!;
-
-    public Uri Address => App.BaseAddress;
-
-    /// <summary>The same server under a name the browser takes for a LAN host (plain HTTP, not localhost).</summary>
-    public Uri LanAddress => new UriBuilder(Address) { Host = Browser.LanHost }.Uri;
-
-    public HttpClient Http { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        App.Settings["Timbre:Auth:ApiKeys:0"] = Key;
-        App.Settings["AllowedHosts"] = $"localhost;127.0.0.1;[::1];{Browser.LanHost}";
-        // Fine-tuning from the page evaluates on three held-out sentences, not twelve.
-        App.Settings["Timbre:FineTuning:EvaluationClips"] = "3";
-        Http = App.CreateClient(Key);
-        Browser = await Browser.LaunchAsync();
-    }
-
-    /// <summary>A counter from /metrics, summed over the series whose labels contain <paramref name="labels"/>.</summary>
-    public async Task<double> MetricAsync(string name, string labels = "")
-    {
-        var text = await Http.GetStringAsync("/metrics");
-        return text.Split('\n')
-            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) && l.Contains(labels, StringComparison.Ordinal))
-            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Browser.DisposeAsync();
-        Http.Dispose();
-        await App.DisposeAsync();
-    }
-}
-
-/// <summary>The dashboard at / in Debian's Chromium against the real server on loopback: speech streamed and played, enrolment by microphone and by files, status, keys.</summary>
+/// <summary>The dashboard at / in Debian's Chromium against the real server on loopback: speech streamed and played, stop, keys, HTTPS, status, accessibility, headers.</summary>
 [Collection("Browser")]
-public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<DashboardFixture>
+public sealed class DashboardTests(DashboardFixture fixture)
 {
     private static readonly Regex RefusedLoads = new("Failed to load resource: the server responded with a status of 401");
-
-    private async Task<string> VoiceAsync(string name)
-    {
-        using var response = await fixture.Http.GetAsync($"/v1/voices/{name}");
-        return response.StatusCode == HttpStatusCode.OK ? name : await fixture.App.EnrolAsync(name, DashboardFixture.Key);
-    }
-
-    /// <summary>The Speak panel with a voice chosen and <paramref name="text"/> typed, ready for the Speak button.</summary>
-    private async Task<DashboardPage> ReadyToSpeakAsync(string text, Uri? address = null)
-    {
-        var voice = await VoiceAsync("ada");
-        var d = await DashboardPage.OpenAsync(fixture.Browser, address ?? fixture.Address, DashboardFixture.Key);
-        await d.ByTestId("speak-voice").SelectOptionAsync(voice);
-        await d.ByTestId("speak-text").FillAsync(text);
-        return d;
-    }
 
     [Fact]
     public async Task Speech_streams_and_plays_before_it_ends_shows_first_audio_and_downloads_as_wav()
     {
-        await using var d = await ReadyToSpeakAsync(Audio.LongText(14));
+        await using var d = await fixture.ReadyToSpeakAsync(Audio.LongText(14));
         await d.ScreenshotAsync("speak-ready");
         await d.ByTestId("speak-button").ClickAsync();
 
@@ -117,7 +57,7 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
     [Fact]
     public async Task Stop_cancels_the_stream_on_the_server()
     {
-        await using var d = await ReadyToSpeakAsync(Audio.LongText(55));
+        await using var d = await fixture.ReadyToSpeakAsync(Audio.LongText(55));
         var cancelled = await fixture.MetricAsync("timbre_streams_total", "outcome=\"cancelled\"");
         await d.ByTestId("speak-button").ClickAsync();
         await Assertions.Expect(d.ByTestId("ttfa")).ToHaveTextAsync(new Regex(@"^\d+ ms$"));
@@ -159,146 +99,6 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
         await Assertions.Expect(d.ByTestId("api-key")).ToHaveValueAsync(DashboardFixture.Key);
         await Assertions.Expect(d.ByTestId("auth-error")).ToBeHiddenAsync();
         d.AssertClean(RefusedLoads);
-    }
-
-    [Fact]
-    public async Task A_voice_enrols_from_uploaded_files_shows_its_report_plays_and_deletes_after_confirmation()
-    {
-        await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key);
-        await d.TabAsync("Voices");
-        var folder = Directory.CreateTempSubdirectory("timbre-upload-").FullName;
-        try
-        {
-            var first = Path.Combine(folder, "first.wav");
-            var second = Path.Combine(folder, "second.wav");
-            await File.WriteAllBytesAsync(first, Audio.Espeak(Audio.Reference, "en-gb"));
-            await File.WriteAllBytesAsync(second, Audio.Espeak("A rod is used to catch pink salmon. The source of the huge river is the clear spring.", "en-gb"));
-            // A file that is not audio: the server's reason is shown, and nothing is stored.
-            var bogus = Path.Combine(folder, "notes.wav");
-            await File.WriteAllTextAsync(bogus, "these are my notes, not a recording");
-            await d.ByTestId("enrol-name").FillAsync("Uploaded Voice");
-            await d.ByTestId("enrol-files").SetInputFilesAsync([bogus]);
-            await d.ByTestId("enrol-submit").ClickAsync();
-            await Assertions.Expect(d.ByTestId("enrol-result")).ToContainTextAsync("notes.wav");
-            await Assertions.Expect(d.ByTestId("enrol-result")).ToHaveClassAsync(new Regex("error"));
-            await d.ScreenshotAsync("voices-upload-refused");
-            Assert.Equal(HttpStatusCode.NotFound, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
-            await d.Page.GetByRole(AriaRole.Button, new() { Name = "Remove notes.wav" }).ClickAsync();
-
-            await d.ByTestId("enrol-files").SetInputFilesAsync([first, second]);
-            await Assertions.Expect(d.ByTestId("enrol-transcript")).ToHaveCountAsync(2);
-            await d.ByTestId("enrol-transcript").First.FillAsync(Audio.Reference);
-            await d.ScreenshotAsync("voices-upload-ready");
-            await d.ByTestId("enrol-submit").ClickAsync();
-            await Assertions.Expect(d.ByTestId("enrol-result")).ToContainTextAsync("Enrolled Uploaded Voice", new() { Timeout = 60000 });
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-
-        var item = d.ByTestId("voice-list").Locator("li[data-voice='uploaded-voice']");
-        await Assertions.Expect(item).ToBeVisibleAsync();
-        var stored = await fixture.Http.GetFromJsonAsync<JsonElement>("/v1/voices/uploaded-voice");
-        Assert.Equal(2, stored.GetProperty("samples").GetArrayLength());
-        Assert.Equal(Audio.Reference, stored.GetProperty("samples")[0].GetProperty("transcript").GetString());
-        Assert.Equal("user", stored.GetProperty("samples")[0].GetProperty("transcriptSource").GetString());
-
-        // The report: one row per sample, with its figures in words.
-        await item.Locator("summary").ClickAsync();
-        await Assertions.Expect(item.Locator("tbody tr")).ToHaveCountAsync(2);
-        await Assertions.Expect(item.Locator("tbody tr").First).ToContainTextAsync(" dB");
-        await d.ScreenshotAsync("voices-report");
-
-        var audio = await d.Page.RunAndWaitForResponseAsync(() => item.GetByTestId("voice-play").ClickAsync(), r => r.Url.Contains("/v1/voices/uploaded-voice/audio", StringComparison.Ordinal));
-        Assert.Equal(200, audio.Status);
-        Assert.Equal("audio/wav", audio.Headers["content-type"]);
-        await Assertions.Expect(d.ByTestId("enrol-result")).Not.ToContainTextAsync("Could not play");
-
-        await item.GetByTestId("voice-delete").ClickAsync();
-        await Assertions.Expect(d.Page.Locator("dialog#confirm")).ToBeVisibleAsync();
-        await d.ScreenshotAsync("voices-delete-confirm");
-        await d.Page.GetByRole(AriaRole.Button, new() { Name = "Keep it" }).ClickAsync();
-        await Assertions.Expect(item).ToBeVisibleAsync();
-        Assert.Equal(HttpStatusCode.OK, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
-
-        await item.GetByTestId("voice-delete").ClickAsync();
-        await d.ByTestId("confirm-ok").ClickAsync();
-        await Assertions.Expect(item).ToHaveCountAsync(0);
-        Assert.Equal(HttpStatusCode.NotFound, (await fixture.Http.GetAsync("/v1/voices/uploaded-voice")).StatusCode);
-        // Only the refused upload's 400 reached the console, as the browser logs every failed request.
-        d.AssertClean(new Regex("Failed to load resource: the server responded with a status of 400"));
-    }
-
-    [Fact]
-    public async Task A_voice_enrols_by_recording_the_script_from_the_microphone()
-    {
-        // The script the page shows, spoken by espeak-ng, is what the fake microphone hears.
-        string script;
-        await using (var peek = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key))
-        {
-            script = (await peek.ByTestId("enrol-script").TextContentAsync())!;
-        }
-
-        var wav = Path.Combine(Path.GetTempPath(), $"microphone-{Guid.NewGuid():n}.wav");
-        await File.WriteAllBytesAsync(wav, Audio.Espeak(script, "en-us+m3"));
-        try
-        {
-            var seconds = (new FileInfo(wav).Length - 44) / 2.0 / 22050;
-            await using var browser = await Browser.LaunchAsync(microphone: wav);
-            await using var d = await DashboardPage.OpenAsync(browser, fixture.Address, DashboardFixture.Key);
-            await d.TabAsync("Voices");
-            await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeHiddenAsync();
-            await d.ByTestId("enrol-name").FillAsync("Recorded");
-            await d.ByTestId("enrol-record").ClickAsync();
-            await Assertions.Expect(d.ByTestId("enrol-record")).ToHaveTextAsync("Stop recording");
-            await Task.Delay(TimeSpan.FromSeconds(Math.Min(seconds, 4)));
-            Assert.True(await d.EvalAsync<double>("document.getElementById('enrol-level').value") > -50, "the level meter shows no signal");
-            await d.ScreenshotAsync("voices-recording");
-            await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, seconds - 4) + 0.5));
-            await d.ByTestId("enrol-record").ClickAsync();
-            await Assertions.Expect(d.ByTestId("enrol-preview")).ToBeVisibleAsync();
-            await Assertions.Expect(d.ByTestId("enrol-retake")).ToBeVisibleAsync();
-            await d.ScreenshotAsync("voices-recorded");
-            await d.ByTestId("enrol-submit").ClickAsync();
-            await Assertions.Expect(d.ByTestId("enrol-result")).ToContainTextAsync("Enrolled Recorded", new() { Timeout = 60000 });
-            d.AssertClean();
-        }
-        finally
-        {
-            File.Delete(wav);
-        }
-
-        var voice = await fixture.Http.GetFromJsonAsync<JsonElement>("/v1/voices/recorded");
-        var sample = voice.GetProperty("samples")[0];
-        Assert.Equal("recording.webm", sample.GetProperty("fileName").GetString());
-        Assert.Equal(script, sample.GetProperty("transcript").GetString());
-        Assert.Equal("user", sample.GetProperty("transcriptSource").GetString());
-        Assert.True(sample.GetProperty("durationSeconds").GetDouble() > 5, voice.ToString());
-        // What was recorded is speech at a usable level, as the enrolment measured it.
-        var report = voice.GetProperty("quality").GetProperty("samples")[0];
-        Assert.True(report.GetProperty("speechSeconds").GetDouble() > 4, report.ToString());
-    }
-
-    [Fact]
-    public async Task On_a_plain_http_lan_address_the_page_says_why_it_cannot_record_and_uploads_still_work()
-    {
-        await using var d = await ReadyToSpeakAsync("Hello from the other room.", fixture.LanAddress);
-        await d.TabAsync("Voices");
-        Assert.False(await d.EvalAsync<bool>("window.isSecureContext"));
-        await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeVisibleAsync();
-        await Assertions.Expect(d.ByTestId("record-unavailable")).ToContainTextAsync("HTTPS");
-        await Assertions.Expect(d.ByTestId("record-unavailable")).ToContainTextAsync("ssh -L");
-        await Assertions.Expect(d.ByTestId("enrol-record")).ToBeDisabledAsync();
-        await Assertions.Expect(d.ByTestId("enrol-files")).ToBeEnabledAsync();
-        await d.ScreenshotAsync("voices-insecure-origin");
-
-        // Speech still plays there: scheduled buffers need no secure context.
-        await d.TabAsync("Speak");
-        await d.ByTestId("speak-button").ClickAsync();
-        await d.WaitForAsync("window.timbre.stream && window.timbre.stream.finished !== null");
-        Assert.True(await d.EvalAsync<bool>("window.timbre.stream.final && window.timbre.player.chunksScheduled > 0"));
-        d.AssertClean();
     }
 
     [Fact]
@@ -353,7 +153,7 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
     [Fact]
     public async Task Status_shows_engines_with_reasons_and_live_figures_from_metrics()
     {
-        var voice = await VoiceAsync("ada");
+        var voice = await fixture.VoiceAsync("ada");
         using (var spoken = await fixture.Http.PostAsJsonAsync("/v1/speech", new { text = "Counting for the status page.", voice }))
         {
             Assert.Equal(HttpStatusCode.OK, spoken.StatusCode);
@@ -378,7 +178,7 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
     [Fact]
     public async Task Every_panel_passes_axe_in_light_and_dark_and_the_tabs_work_from_the_keyboard()
     {
-        await VoiceAsync("ada");
+        await fixture.VoiceAsync("ada");
         foreach (var dark in new[] { false, true })
         {
             await using var d = await DashboardPage.OpenAsync(fixture.Browser, fixture.Address, DashboardFixture.Key, dark: dark);
