@@ -99,12 +99,26 @@ public sealed class DashboardVoicesTests(DashboardFixture fixture)
             await d.TabAsync("Voices");
             await Assertions.Expect(d.ByTestId("record-unavailable")).ToBeHiddenAsync();
             await d.ByTestId("enrol-name").FillAsync("Recorded");
+            // A take stopped too soon is called out; Re-take starts a new one at once.
             await d.ByTestId("enrol-record").ClickAsync();
             await Assertions.Expect(d.ByTestId("enrol-record")).ToHaveTextAsync("Stop recording");
-            await Task.Delay(TimeSpan.FromSeconds(Math.Min(seconds, 4)));
-            Assert.True(await d.EvalAsync<double>("document.getElementById('enrol-level').value") > -50, "the level meter shows no signal");
+            await Task.Delay(1500);
+            await d.ByTestId("enrol-record").ClickAsync();
+            await Assertions.Expect(d.Page.Locator("#record-note")).ToContainTextAsync("under 3 seconds");
+            await d.ScreenshotAsync("voices-recorded-too-short");
+            await d.ByTestId("enrol-retake").ClickAsync();
+            await Assertions.Expect(d.ByTestId("enrol-record")).ToHaveTextAsync("Stop recording");
+            await Assertions.Expect(d.ByTestId("enrol-preview")).ToBeHiddenAsync();
+            var started = DateTime.UtcNow;
+            // The meter moves with the voice (it reads the level ten times a second; pauses read low).
+            await d.WaitForAsync("document.getElementById('enrol-level').value > -50", 5000);
             await d.ScreenshotAsync("voices-recording");
-            await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, seconds - 4) + 0.5));
+            var left = started.AddSeconds(seconds + 0.5) - DateTime.UtcNow;
+            if (left > TimeSpan.Zero)
+            {
+                await Task.Delay(left);
+            }
+
             await d.ByTestId("enrol-record").ClickAsync();
             await Assertions.Expect(d.ByTestId("enrol-preview")).ToBeVisibleAsync();
             await Assertions.Expect(d.ByTestId("enrol-retake")).ToBeVisibleAsync();

@@ -1,9 +1,9 @@
 // The Fine-tuning panel: datasets and jobs with progress, a job's live log and loss curve over
 // /hubs/jobs, its evaluation, and the voice's versions to activate.
-import { api, el, hubConnection, hubMessage, whileShown } from "./api.js";
+import { api, hubConnection, hubMessage } from "./api.js";
+import { el, whileShown, confirmDialog } from "./ui.js";
 import { catalog, reload, subscribe } from "./catalog.js";
 import { drawLineChart } from "./charts.js";
-import { confirmDialog } from "./voices.js";
 
 const $ = id => document.getElementById(id);
 let jobs = [];

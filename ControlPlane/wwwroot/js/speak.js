@@ -1,5 +1,6 @@
 // The Speak panel: streams speech over /hubs/speech and plays it as it arrives.
-import { hubConnection, hubMessage, randomId, el } from "./api.js";
+import { hubConnection, hubMessage, randomId } from "./api.js";
+import { el } from "./ui.js";
 import { catalog, subscribe } from "./catalog.js";
 import { StreamPlayer, decodeChunk, wavBlob } from "./player.js";
 import { drawWaveform, drawSpectrogram } from "./charts.js";

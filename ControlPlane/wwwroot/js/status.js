@@ -1,5 +1,6 @@
 // The Status panel: engines with their availability, and live figures read from /metrics.
-import { api, el, whileShown } from "./api.js";
+import { api } from "./api.js";
+import { el, whileShown } from "./ui.js";
 import { catalog, subscribe } from "./catalog.js";
 import { drawSparkline } from "./charts.js";
 

@@ -1,5 +1,6 @@
 // The Voices panel: the library with its enrolment reports, and enrolment by recording or by files.
-import { api, el, formatSeconds } from "./api.js";
+import { api } from "./api.js";
+import { el, formatSeconds, confirmDialog } from "./ui.js";
 import { catalog, subscribe, reload, allLanguages } from "./catalog.js";
 
 const $ = id => document.getElementById(id);
@@ -73,24 +74,6 @@ async function play(voice, sample) {
   } catch (e) {
     $("enrol-result").textContent = `Could not play ${voice.name}: ${e.message}`;
   }
-}
-
-export function confirmDialog(title, text, ok = "Delete") {
-  const dialog = $("confirm");
-  $("confirm-title").textContent = title;
-  $("confirm-text").textContent = text;
-  $("confirm-ok").textContent = ok;
-  return new Promise(resolve => {
-    const done = value => {
-      $("confirm-ok").onclick = $("confirm-cancel").onclick = dialog.onclose = null;
-      if (dialog.open) dialog.close();
-      resolve(value);
-    };
-    $("confirm-ok").onclick = () => done(true);
-    $("confirm-cancel").onclick = () => done(false);
-    dialog.onclose = () => done(false);
-    dialog.showModal();
-  });
 }
 
 async function remove(v) {
