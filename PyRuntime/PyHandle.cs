@@ -1,37 +1,38 @@
-using Timbre.PyRuntime.Native;
+using Py = Python.Runtime;
 
 namespace Timbre.PyRuntime;
 
 /// <summary>A strong reference kept between work items (a running generator, a loaded model).</summary>
-/// <remarks>Only the Python thread touches the object; disposing posts the release to that thread.</remarks>
+/// <remarks>Only Python threads touch the object; disposing posts the release to one of them.</remarks>
 public sealed class PyHandle : IAsyncDisposable
 {
     private readonly PythonRuntime runtime;
-    private nint pointer;
+    private Py.PyObject? value;
 
-    internal PyHandle(PythonRuntime runtime, nint pointer)
+    internal PyHandle(PythonRuntime runtime, Py.PyObject value)
     {
         this.runtime = runtime;
-        this.pointer = pointer;
+        this.value = value;
     }
 
-    internal nint Pointer => pointer != 0 ? pointer : throw new ObjectDisposedException(nameof(PyHandle));
+    internal Py.PyObject Value => value ?? throw new ObjectDisposedException(nameof(PyHandle));
 
     /// <summary>A borrowed view of the object for use inside one work item.</summary>
     public PyObject Open(PyScope scope)
     {
         scope.EnsureValid();
-        return PyObject.Borrowed(Pointer);
+        return new PyObject(Value, owned: false);
     }
 
     public async ValueTask DisposeAsync()
     {
-        var p = Interlocked.Exchange(ref pointer, 0);
-        if (p != 0)
+        var v = Interlocked.Exchange(ref value, null);
+        if (v is not null)
         {
+            // Released with the GIL held, on a Python thread, rather than left to pythonnet's finaliser queue.
             await runtime.InvokeAsync(_ =>
             {
-                CPython.Py_DecRef(p);
+                v.Dispose();
                 return true;
             }, CancellationToken.None).ConfigureAwait(false);
         }

@@ -1,261 +1,155 @@
-using System.Runtime.InteropServices;
-using System.Text;
-using Timbre.PyRuntime.Native;
+using Python.Runtime;
+using Py = Python.Runtime;
 
 namespace Timbre.PyRuntime;
 
-/// <summary>A reference to a Python object that lives only inside one unit of work on the Python thread.</summary>
+/// <summary>A Python object (through pythonnet) that lives only inside one unit of work on a Python thread.</summary>
 /// <remarks>
 /// A ref struct: the compiler keeps it out of fields, lambdas and async methods, so a reference can
 /// neither outlive the GIL nor cross an await. To keep an object between work items use <see cref="Keep"/>.
 /// </remarks>
 public ref struct PyObject
 {
-    private nint pointer;
+    private Py.PyObject? value;
     private readonly bool owned;
 
-    private PyObject(nint pointer, bool owned)
+    internal PyObject(Py.PyObject? value, bool owned)
     {
-        this.pointer = pointer;
+        this.value = value;
         this.owned = owned;
     }
 
-    internal readonly nint Pointer => pointer;
+    internal readonly Py.PyObject Value => value ?? throw new InvalidOperationException("this Python reference is empty (the end of an iterator)");
 
-    /// <summary>True for a NULL reference (only seen with throwOnNull: false).</summary>
-    public readonly bool IsNull => pointer == 0;
+    /// <summary>True for an empty reference: what <see cref="Next"/> returns at the end.</summary>
+    public readonly bool IsNull => value is null;
 
-    public readonly bool IsNone => pointer == NoneRef();
+    public readonly bool IsNone => value is not null && value.IsNone();
 
-    /// <summary>Takes ownership of a new reference; NULL means a Python error is pending.</summary>
-    internal static PyObject Own(nint p, bool throwOnNull = true)
-    {
-        if (p == 0 && throwOnNull)
-        {
-            throw PythonException.FetchPending();
-        }
+    public readonly PyObject GetAttr(string name) => new(Value.GetAttr(name), owned: true);
 
-        return new PyObject(p, owned: true);
-    }
-
-    internal static PyObject Borrowed(nint p) => new(p, owned: false);
-
-    internal static nint NoneRef() => LibPython.Export("_Py_NoneStruct");
-
-    public readonly PyObject GetAttr(string name) => Own(CPython.PyObject_GetAttrString(pointer, name));
-
-    public readonly bool HasAttr(string name) => CPython.PyObject_HasAttrString(pointer, name) == 1;
-
-    /// <summary>str(getattr(o, name)), or null when there is no such attribute.</summary>
-    internal readonly string? GetAttrOrNull(string name)
-    {
-        using var attr = Own(CPython.PyObject_GetAttrString(pointer, name), throwOnNull: false);
-        if (attr.IsNull)
-        {
-            CPython.PyErr_Clear();
-            return null;
-        }
-
-        return StrOf(attr.Pointer);
-    }
+    public readonly bool HasAttr(string name) => Value.HasAttr(name);
 
     /// <summary>Calls this object with .NET values converted to Python (see <see cref="FromValue"/>).</summary>
     public readonly PyObject Call(params ReadOnlySpan<object?> args)
     {
-        using var tuple = Own(CPython.PyTuple_New(args.Length));
-        for (var i = 0; i < args.Length; i++)
-        {
-            var item = FromValue(args[i]);
-            SetTupleItem(tuple.Pointer, i, item.Detach());
-        }
-
-        return Own(CPython.PyObject_Call(pointer, tuple.Pointer, 0));
-    }
-
-    /// <summary>Calls this object with one Python argument.</summary>
-    public readonly PyObject CallWith(scoped in PyObject arg)
-    {
-        using var tuple = Own(CPython.PyTuple_New(1));
-        CPython.Py_IncRef(arg.Pointer);
-        SetTupleItem(tuple.Pointer, 0, arg.Pointer);
-        return Own(CPython.PyObject_Call(pointer, tuple.Pointer, 0));
-    }
-
-    public readonly PyObject Iter() => Own(CPython.PyObject_GetIter(pointer));
-
-    /// <summary>The next item of an iterator, or a NULL object at the end.</summary>
-    public readonly PyObject Next()
-    {
-        var next = CPython.PyIter_Next(pointer);
-        if (next == 0)
-        {
-            PythonException.ThrowIfPending();
-        }
-
-        return Own(next, throwOnNull: false);
-    }
-
-    public readonly unsafe string AsString()
-    {
-        var utf8 = CPython.PyUnicode_AsUTF8AndSize(pointer, out var size);
-        if (utf8 == null)
-        {
-            throw PythonException.FetchPending();
-        }
-
-        return Encoding.UTF8.GetString(utf8, checked((int)size));
-    }
-
-    public readonly long AsInt64()
-    {
-        var v = CPython.PyLong_AsLongLong(pointer);
-        if (v == -1)
-        {
-            PythonException.ThrowIfPending();
-        }
-
-        return v;
-    }
-
-    public readonly double AsDouble()
-    {
-        var v = CPython.PyFloat_AsDouble(pointer);
-        if (v == -1.0)
-        {
-            PythonException.ThrowIfPending();
-        }
-
-        return v;
-    }
-
-    public readonly bool IsTrue()
-    {
-        var v = CPython.PyObject_IsTrue(pointer);
-        if (v < 0)
-        {
-            throw PythonException.FetchPending();
-        }
-
-        return v == 1;
-    }
-
-    /// <summary>Copies a C-contiguous float32 buffer (numpy float32 array, array('f'), …) into a new array.</summary>
-    public readonly unsafe float[] AsFloatArray()
-    {
-        var view = default(Py_buffer);
-        if (CPython.PyObject_GetBuffer(pointer, ref view, CPython.PyBUF_C_CONTIGUOUS | CPython.PyBUF_FORMAT) != 0)
-        {
-            throw PythonException.FetchPending();
-        }
-
+        var converted = new Py.PyObject[args.Length];
         try
         {
-            var format = Marshal.PtrToStringUTF8(view.format) ?? "B";
-            if (view.itemsize != sizeof(float) || format.TrimStart('<', '=', '@') != "f")
+            for (var i = 0; i < args.Length; i++)
             {
-                throw new InvalidCastException($"expected a float32 buffer, got format '{format}' with {view.itemsize}-byte items");
+                converted[i] = FromValue(args[i]);
             }
 
-            var result = GC.AllocateUninitializedArray<float>(checked((int)(view.len / sizeof(float))));
-            new ReadOnlySpan<float>((void*)view.buf, result.Length).CopyTo(result);
-            return result;
+            return new PyObject(Value.Invoke(converted), owned: true);
         }
         finally
         {
-            CPython.PyBuffer_Release(ref view);
+            foreach (var c in converted)
+            {
+                c?.Dispose();
+            }
         }
     }
+
+    public readonly PyObject Iter() => new(Value.GetIterator(), owned: true);
+
+    /// <summary>The next item of an iterator made by <see cref="Iter"/>, or an empty reference at the end.</summary>
+    public readonly PyObject Next()
+    {
+        var iterator = Value as Py.PyIter ?? throw new InvalidOperationException("Next() needs an iterator from Iter()");
+        return iterator.MoveNext() ? new PyObject(iterator.Current, owned: true) : default;
+    }
+
+    public readonly string AsString() => Value.As<string>();
+
+    public readonly long AsInt64() => Value.As<long>();
+
+    public readonly double AsDouble() => Value.As<double>();
+
+    public readonly bool IsTrue() => Value.IsTrue();
+
+    /// <summary>Copies a C-contiguous float32 buffer (numpy float32 array, array('f'), …) into a new array in one copy.</summary>
+    /// <remarks>
+    /// The element format is read through memoryview, and the buffer is requested without PyBUF_FORMAT:
+    /// pythonnet 3.2.1 marshals Py_buffer.format as a .NET string and frees the exporter's own format
+    /// string when it does (a double free, seen here with numpy).
+    /// </remarks>
+    public readonly unsafe float[] AsFloatArray()
+    {
+        using (var memoryViewType = Builtin("memoryview"))
+        using (var memoryView = memoryViewType.Invoke(Value))
+        using (var formatAttr = memoryView.GetAttr("format"))
+        {
+            var format = formatAttr.As<string>();
+            if (format.TrimStart('<', '=', '@') != "f")
+            {
+                throw new InvalidCastException($"expected a float32 buffer, got format '{format}'");
+            }
+        }
+
+        using var view = Value.GetBuffer(Py.PyBUF.C_CONTIGUOUS);
+        var result = GC.AllocateUninitializedArray<float>(checked((int)(view.Length / sizeof(float))));
+        new ReadOnlySpan<float>((void*)view.Buffer, result.Length).CopyTo(result);
+        return result;
+    }
+
+    private static Py.PyObject? builtins;
+
+    /// <summary>A builtin (memoryview, bytes, …); the module is looked up once, with the GIL held.</summary>
+    private static Py.PyObject Builtin(string name) => (builtins ??= Py.Py.Import("builtins")).GetAttr(name);
 
     /// <summary>A reference that may be kept across work items; dispose it to release the object.</summary>
-    public readonly PyHandle Keep(PythonRuntime runtime)
+    public readonly PyHandle Keep(PythonRuntime runtime) =>
+        new(runtime, Value is Py.PyIter iterator ? new Py.PyIter(iterator) : NewReference(Value));
+
+    /// <summary>Converts null, string, bool, integers, floating point, byte[] and float[] (both as bytes) and PyHandle.</summary>
+    public static Py.PyObject FromValue(object? value) => value switch
     {
-        CPython.Py_IncRef(pointer);
-        return new PyHandle(runtime, pointer);
+        null => Py.PyObject.None,
+        string s => new Py.PyString(s),
+        bool b => b.ToPython(),
+        int or long or short or byte or uint => new Py.PyInt(Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)),
+        double or float or decimal => new Py.PyFloat(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)),
+        byte[] bytes => Bytes(bytes),
+        float[] floats => Bytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(floats.AsSpan())),
+        PyHandle handle => NewReference(handle.Value),
+        _ => throw new ArgumentException($"cannot pass a {value.GetType().Name} to Python; use strings (JSON for structures), numbers, bools, byte[] or float[]"),
+    };
+
+    /// <summary>str(o): pythonnet's ToString() is Python's str(), which no culture affects.</summary>
+    internal static string StrOf(Py.PyObject o)
+    {
+#pragma warning disable CA1305 // not a .NET number or date format: Python's str()
+        return o.ToString() ?? "";
+#pragma warning restore CA1305
     }
 
-    /// <summary>Converts null, string, bool, integers, floating point, byte[], float[] (as bytes) and PyHandle.</summary>
-    public static unsafe PyObject FromValue(object? value)
+    /// <summary>A second, independent reference to the same Python object.</summary>
+    private static Py.PyObject NewReference(Py.PyObject o) => o.ToPython();
+
+    /// <summary>Python bytes holding <paramref name="data"/>: written into a bytearray's buffer, then frozen.</summary>
+    private static unsafe Py.PyObject Bytes(ReadOnlySpan<byte> data)
     {
-        switch (value)
+        using var size = new Py.PyInt(data.Length);
+        using var bytearray = Builtin("bytearray");
+        using var array = bytearray.Invoke(size);
+        using (var view = array.GetBuffer(Py.PyBUF.SIMPLE | Py.PyBUF.WRITABLE))
         {
-            case null:
-                CPython.Py_IncRef(NoneRef());
-                return Own(NoneRef());
-            case string s:
-                return FromString(s);
-            case bool b:
-                return Own(CPython.PyBool_FromLong(b ? 1 : 0));
-            case int or long or short or byte or uint:
-                return Own(CPython.PyLong_FromLongLong(Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture)));
-            case double or float or decimal:
-                return Own(CPython.PyFloat_FromDouble(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)));
-            case byte[] bytes:
-                fixed (byte* p = bytes)
-                {
-                    return Own(CPython.PyBytes_FromStringAndSize(p, bytes.Length));
-                }
-
-            case float[] floats:
-                fixed (float* p = floats)
-                {
-                    return Own(CPython.PyBytes_FromStringAndSize((byte*)p, (nint)floats.Length * sizeof(float)));
-                }
-
-            case PyHandle handle:
-                var raw = handle.Pointer;
-                CPython.Py_IncRef(raw);
-                return Own(raw);
-            default:
-                throw new ArgumentException($"cannot pass a {value.GetType().Name} to Python; use strings (JSON for structures), numbers, bools, byte[] or float[]");
-        }
-    }
-
-    public static unsafe PyObject FromString(string s)
-    {
-        var bytes = Encoding.UTF8.GetBytes(s);
-        fixed (byte* p = bytes)
-        {
-            return Own(CPython.PyUnicode_FromStringAndSize(p, bytes.Length));
-        }
-    }
-
-    /// <summary>str(o) without raising; used while formatting errors.</summary>
-    internal static string StrOf(nint o)
-    {
-        using var s = Own(CPython.PyObject_Str(o), throwOnNull: false);
-        if (s.IsNull)
-        {
-            CPython.PyErr_Clear();
-            return "<unprintable>";
+            data.CopyTo(new Span<byte>((void*)view.Buffer, data.Length));
         }
 
-        return s.AsString();
-    }
-
-    /// <summary>PyTuple_SetItem, which steals <paramref name="item"/> even when it fails.</summary>
-    internal static void SetTupleItem(nint tuple, int index, nint item)
-    {
-        if (CPython.PyTuple_SetItem(tuple, index, item) != 0)
-        {
-            throw PythonException.FetchPending();
-        }
-    }
-
-    /// <summary>Gives up ownership: the caller (usually a stealing C API) takes the reference.</summary>
-    internal nint Detach()
-    {
-        var p = pointer;
-        pointer = 0;
-        return p;
+        using var bytes = Builtin("bytes");
+        return bytes.Invoke(array);
     }
 
     public void Dispose()
     {
-        if (owned && pointer != 0)
+        if (owned)
         {
-            CPython.Py_DecRef(pointer);
+            value?.Dispose();
         }
 
-        pointer = 0;
+        value = null;
     }
 }

@@ -1,6 +1,6 @@
 namespace Timbre.PyRuntime;
 
-/// <summary>Proof that the current code runs on the Python thread with the GIL held.</summary>
+/// <summary>Proof that the current code runs on one of the runtime's Python threads with the GIL held.</summary>
 public readonly ref struct PyScope
 {
     private readonly PythonRuntime runtime;
@@ -13,7 +13,7 @@ public readonly ref struct PyScope
     public PyObject Import(string module)
     {
         EnsureValid();
-        return PyObject.Own(Native.CPython.PyImport_ImportModule(module));
+        return new PyObject(Python.Runtime.Py.Import(module), owned: true);
     }
 
     /// <summary>module.function(*args) with .NET arguments.</summary>
@@ -33,10 +33,10 @@ public readonly ref struct PyScope
     }
 }
 
-/// <summary>Work run on the Python thread; its result must be plain .NET data.</summary>
+/// <summary>Work run on a Python thread; its result must be plain .NET data.</summary>
 public delegate T PyWork<out T>(PyScope py);
 
-/// <summary>Starts an iterable (usually a generator) on the Python thread.</summary>
+/// <summary>Starts an iterable (usually a generator) on a Python thread.</summary>
 public delegate PyObject PyStart(PyScope py);
 
 /// <summary>Converts one item of a Python stream into .NET data.</summary>

@@ -1,8 +1,9 @@
-using Timbre.PyRuntime.Native;
+using Py = Python.Runtime;
 
 namespace Timbre.PyRuntime;
 
 /// <summary>A Python exception, carried into .NET with its type and formatted traceback.</summary>
+/// <remarks>Made from pythonnet's exception on the Python thread (formatting needs the GIL), so callers get plain .NET data.</remarks>
 public sealed class PythonException(string pythonType, string pythonMessage, string traceback, string? pythonField = null)
     : Exception($"{pythonType}: {pythonMessage}")
 {
@@ -20,75 +21,30 @@ public sealed class PythonException(string pythonType, string pythonMessage, str
 
     public override string? StackTrace => PythonTraceback + Environment.NewLine + base.StackTrace;
 
-    /// <summary>Turns the pending Python error into an exception; call only with the GIL held.</summary>
-    internal static PythonException FetchPending()
+    /// <summary>Reads pythonnet's exception into plain data; call only with the GIL held.</summary>
+    internal static PythonException From(Py.PythonException e)
     {
-        CPython.PyErr_Fetch(out var type, out var value, out var tb);
-        if (type == 0)
-        {
-            return new PythonException("SystemError", "a Python call failed without setting an error", "");
-        }
-
-        CPython.PyErr_NormalizeException(ref type, ref value, ref tb);
+        e.Normalize();
+        var name = e.Type.Name;
+        var message = (e.Value is { } v ? PyObject.StrOf(v) : "");
+        string trace;
         try
         {
-            var name = PyObject.Borrowed(type).GetAttrOrNull("__name__") ?? "Exception";
-            var message = value != 0 ? PyObject.StrOf(value) : "";
-            var trace = FormatTraceback(type, value, tb) ?? $"{name}: {message}";
-            var field = value != 0 ? PyObject.Borrowed(value).GetAttrOrNull("field") : null;
-            return new PythonException(name, message, trace, string.IsNullOrEmpty(field) || field == "None" ? null : field);
+            trace = e.Format();
         }
-        finally
+        catch (Py.PythonException)
         {
-            CPython.Py_DecRef(type);
-            if (value != 0) CPython.Py_DecRef(value);
-            if (tb != 0) CPython.Py_DecRef(tb);
-        }
-    }
-
-    internal static void ThrowIfPending()
-    {
-        if (CPython.PyErr_Occurred() != 0)
-        {
-            throw FetchPending();
-        }
-    }
-
-    private static string? FormatTraceback(nint type, nint value, nint tb)
-    {
-        // Formatting must never hide the original error, so any failure here is cleared.
-        using var module = PyObject.Own(CPython.PyImport_ImportModule("traceback"), throwOnNull: false);
-        if (module.IsNull)
-        {
-            CPython.PyErr_Clear();
-            return null;
+            // Formatting must never hide the original error.
+            trace = $"{name}: {message}";
         }
 
-        using var format = PyObject.Own(CPython.PyObject_GetAttrString(module.Pointer, "format_exception"), throwOnNull: false);
-        using var args = PyObject.Own(CPython.PyTuple_New(3), throwOnNull: false);
-        if (format.IsNull || args.IsNull)
+        string? field = null;
+        if (e.Value is { } value && value.HasAttr("field"))
         {
-            CPython.PyErr_Clear();
-            return null;
+            using var f = value.GetAttr("field");
+            field = f.IsNone() ? null : PyObject.StrOf(f);
         }
 
-        foreach (var (i, o) in new[] { (0, type), (1, value), (2, tb) })
-        {
-            var item = o == 0 ? PyObject.NoneRef() : o;
-            CPython.Py_IncRef(item);
-            PyObject.SetTupleItem(args.Pointer, i, item);
-        }
-
-        using var lines = PyObject.Own(CPython.PyObject_Call(format.Pointer, args.Pointer, 0), throwOnNull: false);
-        if (lines.IsNull)
-        {
-            CPython.PyErr_Clear();
-            return null;
-        }
-
-        using var empty = PyObject.FromString("");
-        using var join = empty.GetAttr("join");
-        using var joined = join.CallWith(lines);
-        return joined.AsString();
+        return new PythonException(name, message, trace, string.IsNullOrEmpty(field) ? null : field);
     }
 }

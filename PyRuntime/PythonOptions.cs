@@ -12,6 +12,13 @@ public sealed class PythonOptions
     /// <summary>libpython to load; when empty it is asked of the interpreter (sysconfig).</summary>
     public string? Library { get; set; }
 
+    /// <summary>
+    /// Threads that run Python work. Each takes the GIL only for one step of work (one chunk of one
+    /// stream), so a step that waits with the GIL released — a GPU worker, flite on its thread —
+    /// holds up its own thread and not every other stream's next chunk.
+    /// </summary>
+    public int Threads { get; set; } = 8;
+
     /// <summary>Folders put first on sys.path; Timbre's own python/ folder is always added.</summary>
     public IList<string> ModulePaths { get; } = [];
 

@@ -1,31 +1,34 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
-using Timbre.PyRuntime.Native;
+using Python.Runtime;
+using Py = Python.Runtime;
 
 namespace Timbre.PyRuntime;
 
-/// <summary>One embedded CPython interpreter, owned by one dedicated thread that runs all Python work.</summary>
+/// <summary>One embedded CPython interpreter (through pythonnet) and the threads that run all Python work.</summary>
 /// <remarks>
-/// The thread keeps one permanent thread state: it holds the GIL while it runs work items and releases
-/// it while it waits, so Python's own threads (torch, tokenizers) can run in between. Callers never hold
-/// the GIL; their work arrives through a channel and results leave as .NET values.
-/// The interpreter is never finalised: torch and CUDA crash in Py_Finalize, so a server drains and exits.
+/// <para>This class owns the GIL rules. Callers never hold the GIL: work arrives through one channel as
+/// items, results leave as .NET values, and no Python reference crosses an await (see <see cref="PyObject"/>).</para>
+/// <para><see cref="PythonOptions.Threads"/> dedicated threads each keep one permanent thread state. A thread takes
+/// the GIL for one work item — one call, or one step of one stream — and releases it before waiting for the next,
+/// so Python's own threads (flite's, torch's) run in between. Because steps of different streams run on different
+/// threads, a step that waits with the GIL released (a GPU engine waiting on its worker) blocks only its own thread:
+/// the other threads keep taking the GIL and the other streams keep moving.</para>
+/// <para>The interpreter is never finalised: torch and CUDA crash in Py_Finalize, so a server drains and exits.</para>
 /// </remarks>
 public sealed partial class PythonRuntime : IAsyncDisposable
 {
     [ThreadStatic]
     private static bool onPythonThread;
 
-    private readonly Channel<IWorkItem> work = Channel.CreateUnbounded<IWorkItem>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<IWorkItem> work = Channel.CreateUnbounded<IWorkItem>(new UnboundedChannelOptions { SingleReader = false });
     private readonly ILogger logger;
-    private readonly Thread thread;
 
-    private PythonRuntime(ILogger logger)
-    {
-        this.logger = logger;
-        thread = new Thread(Run) { IsBackground = true, Name = "python" };
-    }
+    /// <summary>The Python threads' own thread states, held for the life of the process.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentBag<IDisposable> ThreadStates = [];
+
+    private PythonRuntime(ILogger logger) => this.logger = logger;
 
     internal static bool OnPythonThread => onPythonThread;
 
@@ -35,7 +38,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
     /// <summary>sys.prefix: tells which environment (system or venv) is embedded.</summary>
     public string Prefix { get; private set; } = "";
 
-    /// <summary>Starts the interpreter on its own thread; fails with a message that says what to fix.</summary>
+    /// <summary>Starts the interpreter and its threads; fails with a message that says what to fix.</summary>
     public static async Task<PythonRuntime> StartAsync(PythonOptions options, ILogger<PythonRuntime>? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -44,7 +47,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
             ? PythonLocator.Locate(options.Executable)
             : ("", options.Library);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        runtime.thread.Start((options, library, started));
+        new Thread(() => runtime.Start(options, library, started)) { IsBackground = true, Name = "python-0" }.Start();
         await started.Task.ConfigureAwait(false);
         return runtime;
     }
@@ -72,7 +75,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         }
     }
 
-    /// <summary>Runs work on the Python thread with the GIL held.</summary>
+    /// <summary>Runs work on a Python thread with the GIL held.</summary>
     public Task<T> InvokeAsync<T>(PyWork<T> body, CancellationToken cancellationToken)
     {
         var item = new WorkItem<T>(body, cancellationToken);
@@ -86,8 +89,8 @@ public sealed partial class PythonRuntime : IAsyncDisposable
 
     /// <summary>Streams the items of a Python iterable as .NET values.</summary>
     /// <remarks>
-    /// A producer advances the iterator one item per work item, so many streams interleave on the one
-    /// Python thread instead of one monopolising it. The channel is bounded at <paramref name="capacity"/>:
+    /// A producer advances the iterator one item per work item, so many streams interleave across the Python
+    /// threads instead of one monopolising them. The channel is bounded at <paramref name="capacity"/>:
     /// the engine runs at most that far ahead of a slow consumer, which bounds memory per stream. When
     /// the consumer stops early or is cancelled the iterator is closed, so a generator's finally runs.
     /// </remarks>
@@ -193,22 +196,22 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops taking work and lets the thread end. The interpreter is deliberately left initialised.</summary>
+    /// <summary>Stops taking work and lets the threads end. The interpreter is deliberately left initialised.</summary>
     public ValueTask DisposeAsync()
     {
         work.Writer.TryComplete();
         return ValueTask.CompletedTask;
     }
 
-    private void Run(object? state)
+    /// <summary>Thread 0: starts the interpreter, then the other threads, then serves like them.</summary>
+    private void Start(PythonOptions options, string library, TaskCompletionSource started)
     {
-        var (options, library, started) = ((PythonOptions, string, TaskCompletionSource))state!;
         onPythonThread = true;
-        nint threadState;
+        nint state;
         try
         {
             Initialise(options, library);
-            threadState = CPython.PyEval_SaveThread();
+            state = PythonEngine.BeginAllowThreads();
         }
         catch (Exception e)
         {
@@ -216,7 +219,26 @@ public sealed partial class PythonRuntime : IAsyncDisposable
             return;
         }
 
+        for (var i = 1; i < Math.Max(1, options.Threads); i++)
+        {
+            new Thread(() =>
+            {
+                onPythonThread = true;
+                // PyGILState_Ensure gives this thread its thread state; the GIL is then released at once and
+                // the state kept for good (the thread never ends while the process serves).
+                // Kept for good: a GILState's finaliser throws if it is collected unreleased.
+                ThreadStates.Add(Py.Py.GIL());
+                Serve(PythonEngine.BeginAllowThreads());
+            }) { IsBackground = true, Name = $"python-{i}" }.Start();
+        }
+
         started.SetResult();
+        Serve(state);
+    }
+
+    /// <summary>Runs work items one at a time, holding the GIL only while one runs.</summary>
+    private void Serve(nint state)
+    {
         var reader = work.Reader;
         while (true)
         {
@@ -225,41 +247,38 @@ public sealed partial class PythonRuntime : IAsyncDisposable
                 // A dedicated thread may block; it holds no GIL while it waits.
                 if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
                 {
-                    break;
+                    return;
                 }
 
                 continue;
             }
 
-            CPython.PyEval_RestoreThread(threadState);
+            PythonEngine.EndAllowThreads(state);
             try
             {
                 item.Execute(new PyScope(this));
-                // Drain what is already queued before giving the GIL away again.
-                while (reader.TryRead(out item))
-                {
-                    item.Execute(new PyScope(this));
-                }
             }
             finally
             {
-                threadState = CPython.PyEval_SaveThread();
+                state = PythonEngine.BeginAllowThreads();
             }
         }
     }
 
     private void Initialise(PythonOptions options, string library)
     {
-        LibPython.Load(library);
-        if (CPython.Py_IsInitialized() != 0)
+        Runtime.PythonDLL = library;
+        if (PythonEngine.IsInitialized)
         {
             throw new PythonStartupException("CPython is already initialised in this process; only one PythonRuntime may exist.");
         }
 
         // argv[0] alone configures the interpreter: Python derives prefix, site-packages and any
         // pyvenv.cfg from it, exactly as when that executable is run.
-        CPython.Py_SetProgramName(CPython.Py_DecodeLocale(options.Executable, 0));
-        CPython.Py_InitializeEx(0);
+        PythonEngine.ProgramName = options.Executable;
+        // No Python signal handlers: Ctrl-C and SIGTERM stay with .NET (the drain).
+        PythonEngine.Initialize(setSysArgv: false, initSigs: false);
+        KeepInterpreterAtExit();
 
         var scope = new PyScope(this);
         using var sys = scope.Import("sys");
@@ -274,8 +293,25 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         using var prefix = sys.GetAttr("prefix");
         Version = version.AsString();
         Prefix = prefix.AsString();
-        var sysPath = PyObject.StrOf(path.Pointer);
+        var sysPath = PyObject.StrOf(path.Value);
         LogStarted(library, Version, Prefix, sysPath);
+    }
+
+    /// <summary>
+    /// pythonnet tears its runtime down at process exit, taking the GIL and collecting Python objects; with a
+    /// GPU engine loaded that runs torch and CUDA destructors while the process dies. Timbre never finalises
+    /// the interpreter (it drains and exits), so that handler is removed.
+    /// </summary>
+    private void KeepInterpreterAtExit()
+    {
+        var handler = typeof(PythonEngine).GetMethod("OnProcessExit", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static);
+        if (handler is null)
+        {
+            LogExitHandlerKept();
+            return;
+        }
+
+        AppDomain.CurrentDomain.ProcessExit -= (EventHandler)Delegate.CreateDelegate(typeof(EventHandler), handler);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Embedded Python {Library} {Version}; sys.prefix={Prefix}; sys.path={SysPath}")]
@@ -283,6 +319,9 @@ public sealed partial class PythonRuntime : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Closing a Python stream raised {PythonType}: {PythonMessage}")]
     private partial void LogCloseFailed(string pythonType, string pythonMessage);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "pythonnet's process-exit teardown could not be removed; the interpreter is torn down at exit")]
+    private partial void LogExitHandlerKept();
 
     private interface IWorkItem
     {
@@ -307,10 +346,14 @@ public sealed partial class PythonRuntime : IAsyncDisposable
             {
                 completion.TrySetResult(body(scope));
             }
+            catch (Py.PythonException e)
+            {
+                // Read into plain data here, while the GIL is held.
+                completion.TrySetException(PythonException.From(e));
+            }
             catch (Exception e)
             {
-                // Whatever the work threw (a PythonException included) belongs to its caller.
-                Native.CPython.PyErr_Clear();
+                // Whatever else the work threw belongs to its caller.
                 completion.TrySetException(e);
             }
         }
