@@ -181,6 +181,80 @@ public sealed class GpuEngineTests : IDisposable
         return text;
     }
 
+    [Fact]
+    public async Task A_gpu_stream_waiting_on_its_model_does_not_hold_back_classic_streams_beside_it()
+    {
+        // Each qwen3 sentence takes the fake model 2 s, during which Python waits with the GIL released.
+        await using var server = await StartAsync(new Dictionary<string, string> { ["TIMBRE_FAKE_GENERATION_SECONDS"] = "2" });
+        var http = server.Http;
+        using (var form = new MultipartFormDataContent
+        {
+            { new StringContent("Ada"), "name" },
+            { new ByteArrayContent(Audio.Espeak(Audio.Reference)), "files", "ref.wav" },
+            { new StringContent(Audio.Reference), "transcripts" },
+        })
+        {
+            Assert.Equal(HttpStatusCode.Created, (await http.PostAsync("/v1/voices", form)).StatusCode);
+        }
+
+        // Both engines loaded and the voice prepared for each, then the classic engine's first audio at rest.
+        await SpeakAsync(http, new { text = "Warm up.", voice = "ada", engine = "qwen3" });
+        // The slowest of five at rest against the slowest of three beside the GPU stream: like against like,
+        // whatever else the machine is doing.
+        var idle = (await FirstAudioTimesAsync(http, 5)).Max();
+
+        // A three-sentence qwen3 stream is under way, read as a player reads it: its first audio has arrived
+        // and its engine is waiting on the model for the next sentence …
+        var firstGpuAudio = new TaskCompletionSource();
+        var gpu = Task.Run(async () =>
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/speech")
+            {
+                Content = JsonContent.Create(new { text = ThreeSentences, voice = "ada", engine = "qwen3", stream = true, format = "pcm" }),
+            }, HttpCompletionOption.ResponseHeadersRead);
+            await using var body = await response.Content.ReadAsStreamAsync();
+            var buffer = new byte[4096];
+            long total = 0;
+            for (int n; (n = await body.ReadAsync(buffer)) > 0;)
+            {
+                total += n;
+                firstGpuAudio.TrySetResult();
+            }
+
+            return total;
+        });
+        await firstGpuAudio.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var during = await FirstAudioTimesAsync(http, 3);
+
+        // … and every classic stream started beside it reaches first audio within twice its time at rest.
+        Assert.True(during.Max().TotalMilliseconds <= 2 * idle.TotalMilliseconds,
+            $"classic first audio {string.Join(", ", during.Select(t => $"{t.TotalMilliseconds:0}"))} ms beside a waiting GPU stream, at most {idle.TotalMilliseconds:0} ms at rest");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.8) || !gpu.IsCompleted, "the GPU stream ended before the classic ones were measured beside it");
+        Assert.True(await gpu > 24000 * 2, "the GPU stream came back short");
+    }
+
+    /// <summary>Times to the first PCM bytes of <paramref name="count"/> streamed classic requests, one after another.</summary>
+    private static async Task<List<TimeSpan>> FirstAudioTimesAsync(HttpClient http, int count)
+    {
+        var times = new List<TimeSpan>();
+        for (var i = 0; i < count; i++)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/speech")
+            {
+                Content = JsonContent.Create(new { text = "Short and quick. Then a little more.", voice = "ada", engine = "classic", stream = true, format = "pcm" }),
+            }, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await using var body = await response.Content.ReadAsStreamAsync();
+            Assert.True(await body.ReadAsync(new byte[1024]) > 0);
+            times.Add(clock.Elapsed);
+            await body.CopyToAsync(Stream.Null);
+        }
+
+        return times;
+    }
+
     private Task<Server> StartAsync(params string[] args) => StartAsync([], args);
 
     private async Task<Server> StartAsync(Dictionary<string, string> environment, params string[] args)

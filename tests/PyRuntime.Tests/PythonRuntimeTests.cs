@@ -1,7 +1,9 @@
+using Xunit.Abstractions;
+
 namespace Timbre.PyRuntime.Tests;
 
 [Collection(PythonCollection.Name)]
-public sealed class PythonRuntimeTests(PythonFixture fixture)
+public sealed class PythonRuntimeTests(PythonFixture fixture, ITestOutputHelper output)
 {
     private const string Probe = "runtime_probe";
     private static readonly TimeSpan Generous = TimeSpan.FromMinutes(2);
@@ -98,6 +100,41 @@ public sealed class PythonRuntimeTests(PythonFixture fixture)
         {
             Assert.Equal(Enumerable.Range(0, 40).Select(i => (float)(s * 1000 + i)), results[s]);
         }
+    }
+
+    [Fact]
+    public async Task A_chunk_crosses_from_numpy_in_one_copy_and_the_crossing_is_measured()
+    {
+        // 4800 float32 samples: a 200 ms chunk at 24 kHz. The figure is printed, not asserted (ops/bench holds the gate).
+        var crossings = new List<double>();
+        long expected = 0;
+        await foreach (var chunk in python.StreamAsync(
+            py => py.Call(Probe, "ramp", 0, 400, 4800),
+            (_, item) =>
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var samples = item.AsFloatArray();
+                crossings.Add(clock.Elapsed.TotalMicroseconds);
+                return samples;
+            },
+            capacity: 4,
+            CancellationToken.None))
+        {
+            Assert.Equal(4800, chunk.Length);
+            Assert.All(chunk, v => Assert.Equal(expected, v));
+            expected++;
+        }
+
+        Assert.Equal(400, expected);
+        crossings.Sort();
+        output.WriteLine($"chunk crossing (4800 float32, Python -> .NET): median {crossings[crossings.Count / 2]:0.0} µs, p95 {crossings[(int)(crossings.Count * 0.95)]:0.0} µs");
+    }
+
+    [Fact]
+    public async Task A_buffer_that_is_not_float32_is_refused_with_its_format()
+    {
+        var error = await Assert.ThrowsAsync<InvalidCastException>(() => Call((_, o) => o.AsFloatArray(), "int16_samples"));
+        Assert.Contains("'h'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

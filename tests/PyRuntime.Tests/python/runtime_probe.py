@@ -23,6 +23,10 @@ def echo_float32(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.float32).copy()
 
 
+def int16_samples() -> np.ndarray:
+    return np.arange(480, dtype=np.int16)
+
+
 def ramp(start: int, count: int, size: int) -> Iterator[np.ndarray]:
     for i in range(count):
         yield np.full(size, start + i, dtype=np.float32)

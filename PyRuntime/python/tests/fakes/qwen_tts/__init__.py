@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -110,6 +111,11 @@ class Qwen3TTSModel:
 
     def _batch(self, text, f0: float, gen: dict) -> tuple[list[np.ndarray], int]:
         texts = text if isinstance(text, list) else [text]
+        # A real generation keeps the GPU busy for seconds while Python waits with the GIL released
+        # (torch drops it in its kernels); $TIMBRE_FAKE_GENERATION_SECONDS makes the fake take that long.
+        wait = float(os.environ.get("TIMBRE_FAKE_GENERATION_SECONDS", "0"))
+        if wait > 0:
+            time.sleep(wait)
         return [self._speech(t, f0, gen.get("max_new_tokens")) for t in texts], SAMPLE_RATE
 
     # -- the API ---------------------------------------------------------------------------------
