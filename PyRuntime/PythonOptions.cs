@@ -17,7 +17,7 @@ public sealed class PythonOptions
     /// stream), so a step that waits with the GIL released — a GPU worker, flite on its thread —
     /// holds up its own thread and not every other stream's next chunk.
     /// </summary>
-    public int Threads { get; set; } = 8;
+    public int Threads { get; set; } = 4;
 
     /// <summary>Folders put first on sys.path; Timbre's own python/ folder is always added.</summary>
     public IList<string> ModulePaths { get; } = [];
