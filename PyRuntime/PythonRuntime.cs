@@ -224,9 +224,9 @@ public sealed partial class PythonRuntime : IAsyncDisposable
             new Thread(() =>
             {
                 onPythonThread = true;
-                // PyGILState_Ensure gives this thread its thread state; the GIL is then released at once and
-                // the state kept for good (the thread never ends while the process serves).
-                // Kept for good: a GILState's finaliser throws if it is collected unreleased.
+                // PyGILState_Ensure gives this thread its thread state; the GIL is then released at once and the
+                // state kept for good (the thread lives as long as the process, and a GILState's finaliser throws
+                // if it is collected unreleased).
                 ThreadStates.Add(Py.Py.GIL());
                 Serve(PythonEngine.BeginAllowThreads());
             }) { IsBackground = true, Name = $"python-{i}" }.Start();

@@ -61,7 +61,9 @@ public static class ServerProcess
 
             try
             {
-                if ((await http.GetAsync("/ready")).IsSuccessStatusCode)
+                // Ready, and it is this process that answers: another test's server may hold the port this
+                // one was given, in which case this one fails to bind and exits (reported above).
+                if ((await http.GetAsync("/ready")).IsSuccessStatusCode && Text(log).Contains($"Now listening on: {http.BaseAddress!.GetLeftPart(UriPartial.Authority)}", StringComparison.Ordinal))
                 {
                     return;
                 }
@@ -85,10 +87,23 @@ public static class ServerProcess
         }
     }
 
+    private static readonly HashSet<int> Given = [];
+
+    /// <summary>A loopback port free now and not given to another test of this run.</summary>
     public static int FreePort()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        while (true)
+        {
+            using var l = new TcpListener(IPAddress.Loopback, 0);
+            l.Start();
+            var port = ((IPEndPoint)l.LocalEndpoint).Port;
+            lock (Given)
+            {
+                if (Given.Add(port))
+                {
+                    return port;
+                }
+            }
+        }
     }
 }
