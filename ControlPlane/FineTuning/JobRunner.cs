@@ -168,18 +168,10 @@ public sealed partial class JobRunner(
 
         var recordings = Directory.EnumerateFiles(Path.Combine(dataset, "recordings"))
             .Where(f => !f.EndsWith(".txt", StringComparison.OrdinalIgnoreCase)).Order(StringComparer.Ordinal).ToList();
-        JsonObject? report = null;
-        var outcome = await recipes.RunAsync(
-            ["prepare", "--out", prepared, "--speaker", store.GetDataset(job.DatasetId!)?.Name ?? "speaker", "--asr-check", "sample", .. recordings],
-            Path.Combine(folder, "prepare.log"),
-            pid => store.SetPid(job.Id, pid),
-            e => report = OnEvent(job.Id, e) ?? report,
-            ct);
-        ct.ThrowIfCancellationRequested();
-        if (!outcome.Succeeded || report is null)
-        {
-            throw new JobFailedException($"Preparing the dataset failed: {outcome.Describe()}");
-        }
+        var report = await RunRecipeAsync(
+            job, folder, ["prepare", "--out", prepared, "--speaker", store.GetDataset(job.DatasetId!)?.Name ?? "speaker", "--asr-check", "sample", .. recordings],
+            "Preparing the dataset", ct)
+            ?? throw new JobFailedException("Preparing the dataset failed: it ended without a report.");
 
         report.Remove("type");
         report.Remove("stage");
@@ -187,6 +179,31 @@ public sealed partial class JobRunner(
         store.UpdateDataset(job.DatasetId!, "ready", report.ToJsonString(), null);
         return new JsonObject { ["dataset"] = job.DatasetId, ["minutes_kept"] = report["minutes_kept"]?.DeepClone() };
     }
+
+    /// <summary>
+    /// Runs one recipe (args[0] is its command) with its log beside the job's other files, its pid and events recorded;
+    /// fails the job with "<paramref name="what"/> failed: …" unless it succeeds. Returns its result event, if it sent one.
+    /// </summary>
+    private async Task<JsonObject?> RunRecipeAsync(JobRecord job, string folder, string[] args, string what, CancellationToken ct)
+    {
+        JsonObject? result = null;
+        var outcome = await recipes.RunAsync(
+            args,
+            Path.Combine(folder, args[0] + ".log"),
+            pid => store.SetPid(job.Id, pid),
+            e => result = OnEvent(job.Id, e) ?? result,
+            ct);
+        ct.ThrowIfCancellationRequested();
+        if (!outcome.Succeeded)
+        {
+            throw new JobFailedException($"{what} failed: {outcome.Describe()}");
+        }
+
+        return result;
+    }
+
+    /// <summary>The cores a recipe may use: none for a GPU job (it runs on the GPU), else the CPU lane's.</summary>
+    private string Cores(JobRecord job) => job.IsGpu ? "0" : settings.CpuCores.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private async Task<JsonObject> FineTuneAsync(JobRecord job, string folder, CancellationToken ct)
     {
@@ -197,36 +214,20 @@ public sealed partial class JobRunner(
         // Train: the trainer resumes from the checkpoints in version/work when there are any.
         Stage(job.Id, "train");
         var version = Path.Combine(folder, "version");
-        var train = await recipes.RunAsync(
-            ["train", "--engine", job.Engine!, "--engine-options", engines.OptionsJson(job.Engine!), "--dataset", prepared, "--out", version, "--options", job.Options, "--cores", job.IsGpu ? "0" : settings.CpuCores.ToString(System.Globalization.CultureInfo.InvariantCulture)],
-            Path.Combine(folder, "train.log"),
-            pid => store.SetPid(job.Id, pid),
-            e => OnEvent(job.Id, e),
-            ct);
-        ct.ThrowIfCancellationRequested();
-        if (!train.Succeeded)
-        {
-            throw new JobFailedException($"Training failed: {train.Describe()}");
-        }
+        await RunRecipeAsync(
+            job, folder, ["train", "--engine", job.Engine!, "--engine-options", engines.OptionsJson(job.Engine!), "--dataset", prepared, "--out", version, "--options", job.Options, "--cores", Cores(job)],
+            "Training", ct);
 
         // Evaluate the candidate against the zero-shot clone of the same voice.
         Stage(job.Id, "evaluate");
         var samplesFile = Path.Combine(folder, "samples.json");
         await File.WriteAllTextAsync(samplesFile, JsonSerializer.Serialize(voices.ZeroShotSamples(voice).Select(s => new { path = s.Path, transcript = s.Transcript, role = s.Role })), ct);
         var reportFile = Path.Combine(folder, "evaluation.json");
-        var evaluate = await recipes.RunAsync(
-            ["evaluate", "--engine", job.Engine!, "--engine-options", engines.OptionsJson(job.Engine!), "--dataset", prepared, "--voice-dir", voices.FolderOf(voice.Id)!,
+        await RunRecipeAsync(
+            job, folder, ["evaluate", "--engine", job.Engine!, "--engine-options", engines.OptionsJson(job.Engine!), "--dataset", prepared, "--voice-dir", voices.FolderOf(voice.Id)!,
              "--samples", samplesFile, "--candidate", version, "--report", reportFile, "--max-clips", settings.EvaluationClips.ToString(System.Globalization.CultureInfo.InvariantCulture),
-             "--cores", job.IsGpu ? "0" : settings.CpuCores.ToString(System.Globalization.CultureInfo.InvariantCulture)],
-            Path.Combine(folder, "evaluate.log"),
-            pid => store.SetPid(job.Id, pid),
-            e => OnEvent(job.Id, e),
-            ct);
-        ct.ThrowIfCancellationRequested();
-        if (!evaluate.Succeeded)
-        {
-            throw new JobFailedException($"Evaluation failed: {evaluate.Describe()}");
-        }
+             "--cores", Cores(job)],
+            "Evaluation", ct);
 
         // Deploy: a new version of the voice, active when it beat zero-shot (or when forced).
         Stage(job.Id, "deploy");
