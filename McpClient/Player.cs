@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using NAudio.Wave;
 
 namespace Timbre.McpClient;
 
@@ -68,8 +69,8 @@ public sealed class Player : IAsyncDisposable
         if (command.ViaWavFile)
         {
             wavPath = Path.Combine(Path.GetTempPath(), $"timbre-{Guid.NewGuid():n}.wav");
-            sink = File.Create(wavPath);
-            sink.Write(new byte[44]);
+            // NAudio's writer owns the file and writes its final sizes when it is disposed.
+            sink = new WaveFileWriter(wavPath, new WaveFormat(rate, 16, channels));
             return;
         }
 
@@ -103,11 +104,6 @@ public sealed class Player : IAsyncDisposable
         var player = process;
         if (wavPath is not null)
         {
-            await using (var wav = new FileStream(wavPath, FileMode.Open, FileAccess.Write))
-            {
-                await wav.WriteAsync(WavHeader(rate, channels, bytes), ct);
-            }
-
             player = Run(command.Template, rate, channels, wavPath, redirectInput: false);
         }
 
@@ -183,24 +179,5 @@ public sealed class Player : IAsyncDisposable
         {
             throw new PlayerException($"The player could not start ({e.Message}): {commandLine}");
         }
-    }
-
-    private static byte[] WavHeader(int rate, int channels, long dataBytes)
-    {
-        var h = new byte[44];
-        var s = h.AsSpan();
-        "RIFF"u8.CopyTo(s);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(s[4..], (uint)(dataBytes + 36));
-        "WAVEfmt "u8.CopyTo(s[8..]);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(s[16..], 16);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(s[20..], 1);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(s[22..], (ushort)channels);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(s[24..], (uint)rate);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(s[28..], (uint)(rate * channels * 2));
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(s[32..], (ushort)(channels * 2));
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(s[34..], 16);
-        "data"u8.CopyTo(s[36..]);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(s[40..], (uint)dataBytes);
-        return h;
     }
 }

@@ -34,7 +34,7 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
         {
             if (format == "wav")
             {
-                yield return Pcm.WavHeader(sampleRate, 1, Pcm.UnknownLength);
+                yield return Pcm.StreamingWavHeader(sampleRate, 1);
             }
 
             await foreach (var chunk in audio.WithCancellation(cancellationToken))
@@ -57,15 +57,12 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
         using var buffer = new MemoryStream();
         if (format == "wav")
         {
-            buffer.Write(new byte[44]);
             await foreach (var chunk in audio.WithCancellation(cancellationToken))
             {
                 buffer.Write(Pcm.ToInt16(chunk));
             }
 
-            var wav = buffer.ToArray();
-            Pcm.WavHeader(sampleRate, 1, (uint)(wav.Length - 44)).CopyTo(wav, 0);
-            return wav;
+            return Pcm.Wav(sampleRate, 1, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
         }
 
         await foreach (var bytes in EncodeAsync(audio, sampleRate, format, cancellationToken))

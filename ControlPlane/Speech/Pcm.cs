@@ -1,8 +1,14 @@
 using System.Buffers.Binary;
+using NAudio.Wave;
 
 namespace Timbre.ControlPlane.Speech;
 
 /// <summary>16-bit PCM and the WAV container around it.</summary>
+/// <remarks>
+/// A whole clip is written by NAudio's <see cref="WaveFileWriter"/>, which finalises the sizes by
+/// seeking back when it is disposed. A streamed WAV cannot seek back, so its header is the RIFF frame
+/// around NAudio's own <c>fmt </c> chunk, with both sizes set to "unknown".
+/// </remarks>
 public static class Pcm
 {
     /// <summary>Data size written when the length is not known yet (a streamed WAV); players read to the end.</summary>
@@ -21,23 +27,32 @@ public static class Pcm
         return bytes;
     }
 
-    /// <summary>A 44-byte RIFF/WAVE header for 16-bit PCM.</summary>
-    public static byte[] WavHeader(int sampleRate, int channels, uint dataBytes)
+    /// <summary>The header of a streamed 16-bit PCM WAV whose length is not known yet.</summary>
+    public static byte[] StreamingWavHeader(int sampleRate, int channels)
     {
-        var h = new byte[44];
-        var s = h.AsSpan();
-        "RIFF"u8.CopyTo(s);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[4..], dataBytes == UnknownLength ? UnknownLength : dataBytes + 36);
-        "WAVEfmt "u8.CopyTo(s[8..]);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[16..], 16);
-        BinaryPrimitives.WriteUInt16LittleEndian(s[20..], 1);
-        BinaryPrimitives.WriteUInt16LittleEndian(s[22..], (ushort)channels);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[24..], (uint)sampleRate);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[28..], (uint)(sampleRate * channels * 2));
-        BinaryPrimitives.WriteUInt16LittleEndian(s[32..], (ushort)(channels * 2));
-        BinaryPrimitives.WriteUInt16LittleEndian(s[34..], 16);
-        "data"u8.CopyTo(s[36..]);
-        BinaryPrimitives.WriteUInt32LittleEndian(s[40..], dataBytes);
-        return h;
+        using var buffer = new MemoryStream(44);
+        using (var writer = new BinaryWriter(buffer))
+        {
+            writer.Write("RIFF"u8);
+            writer.Write(UnknownLength);
+            writer.Write("WAVEfmt "u8);
+            new WaveFormat(sampleRate, 16, channels).Serialize(writer);
+            writer.Write("data"u8);
+            writer.Write(UnknownLength);
+        }
+
+        return buffer.ToArray();
+    }
+
+    /// <summary>A complete 16-bit PCM WAV file of the given little-endian samples.</summary>
+    public static byte[] Wav(int sampleRate, int channels, ReadOnlySpan<byte> pcm)
+    {
+        using var buffer = new MemoryStream(pcm.Length + 44);
+        using (var writer = new WaveFileWriter(buffer, new WaveFormat(sampleRate, 16, channels)))
+        {
+            writer.Write(pcm);
+        }
+
+        return buffer.ToArray();
     }
 }

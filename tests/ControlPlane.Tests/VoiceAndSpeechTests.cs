@@ -143,9 +143,7 @@ public sealed class VoiceAndSpeechTests : IDisposable
 
     private static byte[] Silence(int seconds)
     {
-        var wav = new byte[44 + (seconds * 48000)];
-        Speech.Pcm.WavHeader(24000, 1, (uint)(seconds * 48000)).CopyTo(wav, 0);
-        return wav;
+        return Speech.Pcm.Wav(24000, 1, new byte[seconds * 48000]);
     }
 
     [Theory]
@@ -199,8 +197,7 @@ public sealed class VoiceAndSpeechTests : IDisposable
     [Fact]
     public async Task A_file_over_ten_megabytes_is_refused_and_stores_nothing()
     {
-        var bytes = new byte[(10 * 1024 * 1024) + 1];
-        Speech.Pcm.WavHeader(24000, 1, (uint)(bytes.Length - 44)).CopyTo(bytes, 0);
+        var bytes = Speech.Pcm.Wav(24000, 1, new byte[(10 * 1024 * 1024) + 1 - 44]);
         var before = app.Snapshot();
         var problem = await AssertProblem(await client.PostAsync("/v1/voices", Upload("Big", ("big.wav", bytes))), HttpStatusCode.RequestEntityTooLarge);
         Assert.Contains("at most 10 MB", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
