@@ -15,9 +15,11 @@ public sealed class PythonOptions
     /// <summary>
     /// Threads that run Python work. Each takes the GIL only for one step of work (one chunk of one
     /// stream), so a step that waits with the GIL released — a GPU worker, flite on its thread —
-    /// holds up its own thread and not every other stream's next chunk.
+    /// holds up its own thread and not every other stream's next chunk. 0 (the default) leaves the
+    /// number to the host (Timbre runs one per stream its engines may run at once, plus two); a
+    /// runtime started with 0 runs 4.
     /// </summary>
-    public int Threads { get; set; } = 4;
+    public int Threads { get; set; }
 
     /// <summary>Folders put first on sys.path; Timbre's own python/ folder is always added.</summary>
     public IList<string> ModulePaths { get; } = [];

@@ -22,7 +22,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
     [ThreadStatic]
     private static bool onPythonThread;
 
-    private readonly Channel<IWorkItem> work = Channel.CreateUnbounded<IWorkItem>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly WorkQueue work = new();
     private readonly ILogger logger;
 
     /// <summary>The Python threads' own thread states, held for the life of the process.</summary>
@@ -79,7 +79,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
     public Task<T> InvokeAsync<T>(PyWork<T> body, CancellationToken cancellationToken)
     {
         var item = new WorkItem<T>(body, cancellationToken);
-        if (!work.Writer.TryWrite(item))
+        if (!work.TryAdd(item))
         {
             return Task.FromException<T>(new ObjectDisposedException(nameof(PythonRuntime)));
         }
@@ -130,27 +130,33 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         Exception? failure = null;
         try
         {
-            iterator = await InvokeAsync(py =>
+            // The call and its first step are one work item: the first chunk (the time to first audio)
+            // waits for one Python thread, not two.
+            var (kept, first) = await InvokeAsync(py =>
             {
                 using var iterable = start(py);
                 using var it = iterable.Iter();
-                return it.Keep(this);
+                var step = Step(py, it, convert);
+                return (step.Done ? null : it.Keep(this), step);
             }, ct).ConfigureAwait(false);
-
-            while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false))
+            iterator = kept;
+            if (!first.Done)
             {
-                var (done, item) = await InvokeAsync(py =>
+                await writer.WriteAsync(first.Item, ct).ConfigureAwait(false);
+                while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false))
                 {
-                    using var it = iterator.Open(py);
-                    using var next = it.Next();
-                    return next.IsNull ? (true, default(T)!) : (false, convert(py, next));
-                }, ct).ConfigureAwait(false);
-                if (done)
-                {
-                    break;
-                }
+                    var (done, item) = await InvokeAsync(py =>
+                    {
+                        using var it = iterator!.Open(py);
+                        return Step(py, it, convert);
+                    }, ct).ConfigureAwait(false);
+                    if (done)
+                    {
+                        break;
+                    }
 
-                await writer.WriteAsync(item, ct).ConfigureAwait(false);
+                    await writer.WriteAsync(item, ct).ConfigureAwait(false);
+                }
             }
         }
         catch (Exception e)
@@ -169,6 +175,44 @@ public sealed partial class PythonRuntime : IAsyncDisposable
         }
     }
 
+    /// <summary>One item of the iterator, converted; a conversion that fails closes a generator at once.</summary>
+    private static (bool Done, T Item) Step<T>(PyScope py, PyObject it, PyConvert<T> convert)
+    {
+        using var next = it.Next();
+        if (next.IsNull)
+        {
+            return (true, default!);
+        }
+
+        try
+        {
+            return (false, convert(py, next));
+        }
+        catch
+        {
+            // An exhausted or failed generator is finished already; one suspended at a bad item is not.
+            try
+            {
+                Close(it);
+            }
+            catch (Py.PythonException)
+            {
+                // The conversion's error is the one the caller needs; a failing close() adds nothing to it.
+            }
+
+            throw;
+        }
+    }
+
+    private static void Close(PyObject it)
+    {
+        if (it.HasAttr("close"))
+        {
+            using var close = it.GetAttr("close");
+            using var _ = close.Call();
+        }
+    }
+
     /// <summary>Calls close() on a generator so its finally blocks run, then drops the reference.</summary>
     private async Task CloseAsync(PyHandle iterator)
     {
@@ -177,12 +221,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
             await InvokeAsync(py =>
             {
                 using var it = iterator.Open(py);
-                if (it.HasAttr("close"))
-                {
-                    using var close = it.GetAttr("close");
-                    using var _ = close.Call();
-                }
-
+                Close(it);
                 return true;
             }, CancellationToken.None).ConfigureAwait(false);
         }
@@ -199,7 +238,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
     /// <summary>Stops taking work and lets the threads end. The interpreter is deliberately left initialised.</summary>
     public ValueTask DisposeAsync()
     {
-        work.Writer.TryComplete();
+        work.Close();
         return ValueTask.CompletedTask;
     }
 
@@ -219,7 +258,7 @@ public sealed partial class PythonRuntime : IAsyncDisposable
             return;
         }
 
-        for (var i = 1; i < Math.Max(1, options.Threads); i++)
+        for (var i = 1; i < (options.Threads > 0 ? options.Threads : 4); i++)
         {
             new Thread(() =>
             {
@@ -239,20 +278,9 @@ public sealed partial class PythonRuntime : IAsyncDisposable
     /// <summary>Runs work items one at a time, holding the GIL only while one runs.</summary>
     private void Serve(nint state)
     {
-        var reader = work.Reader;
-        while (true)
+        // A dedicated thread may block; it holds no GIL while it waits.
+        while (work.Take() is { } item)
         {
-            if (!reader.TryRead(out var item))
-            {
-                // A dedicated thread may block; it holds no GIL while it waits.
-                if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
-                {
-                    return;
-                }
-
-                continue;
-            }
-
             PythonEngine.EndAllowThreads(state);
             try
             {
@@ -322,6 +350,61 @@ public sealed partial class PythonRuntime : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "pythonnet's process-exit teardown could not be removed; the interpreter is torn down at exit")]
     private partial void LogExitHandlerKept();
+
+    /// <summary>
+    /// The Python threads' work, first in first out. An item wakes exactly one idle thread: with a channel,
+    /// every waiting thread woke for each item and all but one went back to sleep, which on a small machine
+    /// took CPU from the Python work itself.
+    /// </summary>
+    private sealed class WorkQueue
+    {
+        private readonly Queue<IWorkItem> items = new();
+        private readonly object gate = new(); // a monitor: Monitor.Wait and Pulse need one
+        private bool closed;
+
+        public bool TryAdd(IWorkItem item)
+        {
+            lock (gate)
+            {
+                if (closed)
+                {
+                    return false;
+                }
+
+                items.Enqueue(item);
+                Monitor.Pulse(gate);
+                return true;
+            }
+        }
+
+        /// <summary>The next item, waiting for one; null once closed.</summary>
+        public IWorkItem? Take()
+        {
+            lock (gate)
+            {
+                while (items.Count == 0)
+                {
+                    if (closed)
+                    {
+                        return null;
+                    }
+
+                    Monitor.Wait(gate);
+                }
+
+                return items.Dequeue();
+            }
+        }
+
+        public void Close()
+        {
+            lock (gate)
+            {
+                closed = true;
+                Monitor.PulseAll(gate);
+            }
+        }
+    }
 
     private interface IWorkItem
     {

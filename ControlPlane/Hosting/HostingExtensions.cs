@@ -22,6 +22,12 @@ public static partial class HostingExtensions
                 }
 
                 o.DataDirectory = Path.GetFullPath(o.DataDirectory);
+                if (o.Python.Threads == 0)
+                {
+                    // A thread for every stream the engines may run at once, and two for calls (voice
+                    // preparation, enrolment polls): no admitted stream ever waits for a Python thread.
+                    o.Python.Threads = EngineOptions.Known.Sum(o.Speech.ConcurrencyOf) + 2;
+                }
             })
             .ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<TimbreOptions>, TimbreOptionsValidator>();

@@ -227,6 +227,11 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
             errors.Add("Timbre:Python:Executable is empty: set it to /usr/bin/python3 or a venv's bin/python.");
         }
 
+        if (options.Python.Threads is < 0 or > 512)
+        {
+            errors.Add($"Timbre:Python:Threads is {options.Python.Threads}: use 0 (one per stream the engines may run at once, plus two) or a number up to 512.");
+        }
+
         if (options.Limits.MaxTextLength is < 1 or > 1_000_000)
         {
             errors.Add("Timbre:Limits:MaxTextLength must be between 1 and 1000000.");

@@ -130,6 +130,27 @@ public sealed class PythonRuntimeTests(PythonFixture fixture, ITestOutputHelper 
         output.WriteLine($"chunk crossing (4800 float32, Python -> .NET): median {crossings[crossings.Count / 2]:0.0} µs, p95 {crossings[(int)(crossings.Count * 0.95)]:0.0} µs");
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(2)]
+    public async Task A_chunk_that_cannot_be_read_ends_the_stream_and_closes_the_generator(int goodChunks)
+    {
+        // The first chunk is read in the same work item as the call that starts the stream; both it
+        // and a later one must leave no generator suspended.
+        var token = Guid.NewGuid().ToString();
+        var received = 0;
+        var error = await Assert.ThrowsAsync<InvalidCastException>(async () =>
+        {
+            await foreach (var _ in Stream("int16_from", CancellationToken.None, goodChunks, token))
+            {
+                received++;
+            }
+        });
+        Assert.Contains("'h'", error.Message, StringComparison.Ordinal);
+        Assert.Equal(goodChunks, received);
+        Assert.True(await Call((_, o) => o.IsTrue(), "was_closed", token));
+    }
+
     [Fact]
     public async Task A_buffer_that_is_not_float32_is_refused_with_its_format()
     {

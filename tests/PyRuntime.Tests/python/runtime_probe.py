@@ -42,6 +42,17 @@ def endless(token: str) -> Iterator[np.ndarray]:
         closed.append(token)
 
 
+def int16_from(n: int, token: str) -> Iterator[np.ndarray]:
+    """float32 chunks, then from chunk n on int16 ones: a conversion fails while the generator is suspended."""
+    try:
+        i = 0
+        while True:
+            yield np.full(4, i, dtype=np.float32 if i < n else np.int16)
+            i += 1
+    finally:
+        closed.append(token)
+
+
 def was_closed(token: str) -> bool:
     return token in closed
 
