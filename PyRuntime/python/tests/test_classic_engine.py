@@ -68,6 +68,19 @@ def test_prepared_voice_is_cached_in_the_voice_folder(engine, espeak_voice, tmp_
     assert files == [f"classic-{first['cache_key']}.json"]
 
 
+def test_a_sample_rewritten_in_place_is_prepared_again(engine, espeak_voice, tmp_path):
+    # Profiles are kept in memory by the identity of the sample files; a new recording at the same
+    # path must not be served the old voice.
+    path = espeak_voice()
+    samples = [VoiceSample(path)]
+    first = engine.prepare_voice(str(tmp_path), samples)
+    assert engine.prepare_voice(str(tmp_path), samples) == {**first, "cached": True}
+    assert espeak_voice("en-us+m3", "A different speaker reads another sentence aloud.") == path
+    again = engine.prepare_voice(str(tmp_path), samples)
+    assert again["cached"] is False and again["cache_key"] != first["cache_key"]
+    assert again["target_median_hz"] != first["target_median_hz"]
+
+
 @pytest.mark.parametrize(
     "request_, message",
     [
