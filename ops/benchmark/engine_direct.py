@@ -1,7 +1,10 @@
 """The floor: the classic engine called directly in Python, no server in between.
 
-Prints one JSON object: per concurrency, each request's time to first chunk and total time (seconds).
-Concurrent requests run on threads, as an in-process Python server would run them.
+ops/bench's client starts this once and asks for rounds on stdin, interleaved with its rounds against
+Timbre, so that both are measured in the same minutes (this machine's speed drifts by tens of per cent
+over a run). A line "N" runs N requests at once, each on its own thread as an in-process Python server
+would run them, and answers one JSON line: per request [seconds to first chunk, seconds to the end,
+underruns], underruns counted as the bench client counts them for Timbre's paths.
 """
 from __future__ import annotations
 
@@ -22,8 +25,6 @@ def main() -> None:
     ap.add_argument("--voice-dir", required=True)
     ap.add_argument("--sample", required=True)
     ap.add_argument("--text", required=True)
-    ap.add_argument("--concurrency", default="1,4,16,64")
-    ap.add_argument("--requests", type=int, default=20)
     args = ap.parse_args()
 
     engine = create("classic", {})
@@ -32,36 +33,40 @@ def main() -> None:
     engine.prepare_voice(args.voice_dir, samples)
     request = SpeechRequest(text=args.text, language=None, speed=1.0, instructions=None)
 
-    def one() -> tuple[float, float]:
+    def one(go: threading.Barrier, out: list[list[float]], lock: threading.Lock) -> None:
+        go.wait()
         start = time.perf_counter()
         first = None
-        for _ in engine.stream(args.voice_dir, samples, request):
+        buffered_until = 0.0
+        underruns = 0
+        for chunk in engine.stream(args.voice_dir, samples, request):
+            now = time.perf_counter() - start
+            seconds = len(chunk) / engine.sample_rate
             if first is None:
-                first = time.perf_counter() - start
-        return first or 0.0, time.perf_counter() - start
+                first, buffered_until = now, now + seconds
+                continue
+            if now > buffered_until:
+                underruns += 1
+                buffered_until = now
+            buffered_until += seconds
+        with lock:
+            out.append([first or 0.0, time.perf_counter() - start, underruns])
 
-    for _ in range(3):
-        one()
-    results: dict[str, list[list[float]]] = {}
-    for c in [int(x) for x in args.concurrency.split(",")]:
-        total = max(args.requests, c)
-        per_thread = [total // c + (1 if i < total % c else 0) for i in range(c)]
+    def round_of(n: int) -> list[list[float]]:
         out: list[list[float]] = []
         lock = threading.Lock()
-
-        def worker(n: int) -> None:
-            for _ in range(n):
-                r = one()
-                with lock:
-                    out.append(list(r))
-
-        threads = [threading.Thread(target=worker, args=(n,)) for n in per_thread]
+        go = threading.Barrier(n)
+        threads = [threading.Thread(target=one, args=(go, out, lock)) for _ in range(n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        results[str(c)] = out
-    print(json.dumps(results))
+        return out
+
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(round_of(int(line))), flush=True)
 
 
 if __name__ == "__main__":
