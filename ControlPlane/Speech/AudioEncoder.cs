@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
+using NAudio.Wave;
 
 namespace Timbre.ControlPlane.Speech;
 
@@ -57,12 +58,16 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
         using var buffer = new MemoryStream();
         if (format == "wav")
         {
-            await foreach (var chunk in audio.WithCancellation(cancellationToken))
+            // NAudio's writer leaves the buffer open and writes the sizes into it when disposed.
+            using (var wav = new WaveFileWriter(buffer, new WaveFormat(sampleRate, 16, 1)))
             {
-                buffer.Write(Pcm.ToInt16(chunk));
+                await foreach (var chunk in audio.WithCancellation(cancellationToken))
+                {
+                    wav.Write(Pcm.ToInt16(chunk));
+                }
             }
 
-            return Pcm.Wav(sampleRate, 1, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+            return buffer.ToArray();
         }
 
         await foreach (var bytes in EncodeAsync(audio, sampleRate, format, cancellationToken))
