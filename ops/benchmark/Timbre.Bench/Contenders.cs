@@ -90,6 +90,8 @@ internal sealed class DirectEngine : IAsyncDisposable
 
     private DirectEngine(Process process) => this.process = process;
 
+    public int Pid => process.Id;
+
     public static async Task<DirectEngine> StartAsync(BenchOptions o)
     {
         var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };

@@ -43,6 +43,8 @@ foreach (var c in options.Concurrency)
     var rounds = Math.Max(1, (int)Math.Ceiling(options.Requests / (double)c));
     var results = paths.ToDictionary(p => p.Name, _ => new List<Result>());
     var serverFirst = paths.ToDictionary(p => p.Name, _ => (Sum: 0.0, Count: 0L));
+    // CPU seconds spent on each path's requests by the process that serves them, and by this client.
+    var cpu = paths.ToDictionary(p => p.Name, _ => (Server: 0.0, Client: 0.0));
     // Connected once per concurrency, as a client that speaks often keeps its connection.
     var clients = new Dictionary<string, List<Client>>();
     foreach (var path in paths)
@@ -57,7 +59,11 @@ foreach (var c in options.Concurrency)
         {
             var path = paths[(round + k) % paths.Length];
             var before = path.Timbre ? await ServerFirstAudioAsync(http, options) : default;
+            var server = path.Name == Paths.Direct ? direct.Pid : path.Name == Paths.FastApi ? options.FastApiPid : options.TimbrePid;
+            var (serverBefore, clientBefore) = (CpuSeconds(server), ClientCpuSeconds());
             results[path.Name].AddRange(await Task.WhenAll(clients[path.Name].Select(client => client.SpeakAsync())));
+            var spent = cpu[path.Name];
+            cpu[path.Name] = (spent.Server + CpuSeconds(server) - serverBefore, spent.Client + ClientCpuSeconds() - clientBefore);
             if (path.Timbre)
             {
                 // Timbre's own measure, from a request's arrival to the engine's first chunk: what the
@@ -77,7 +83,9 @@ foreach (var c in options.Concurrency)
     foreach (var path in paths)
     {
         var (sum, count) = serverFirst[path.Name];
-        rows.Add(Row.Of(path.Name, c, results[path.Name], path.Name == Paths.FastApi ? Rss(options.FastApiPid) : path.Timbre ? Rss(options.TimbrePid) : null, count > 0 ? sum / count : null));
+        var requests = results[path.Name].Count;
+        rows.Add(Row.Of(path.Name, c, results[path.Name], path.Name == Paths.FastApi ? Rss(options.FastApiPid) : path.Timbre ? Rss(options.TimbrePid) : null, count > 0 ? sum / count : null,
+            cpu[path.Name].Server / requests, cpu[path.Name].Client / requests));
     }
 }
 
@@ -86,8 +94,8 @@ var crossing = await ChunkCrossingAsync(options);
 Console.WriteLine();
 Console.WriteLine($"Text: \"{options.Text}\" ({options.Text.Length} characters), classic engine, {Environment.ProcessorCount} cores; rounds of c requests started together, paths interleaved.");
 Console.WriteLine();
-Console.WriteLine("| path | concurrency | first audio p50 | first audio p95 | total p50 | total p95 | underruns | refused (429) | errors | server RSS | engine's first audio in Timbre (mean) |");
-Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+Console.WriteLine("| path | concurrency | first audio p50 | first audio p95 | total p50 | total p95 | underruns | refused (429) | errors | server RSS | engine's first audio in Timbre (mean) | server CPU per request | bench client CPU per request |");
+Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 foreach (var r in rows)
 {
     Console.WriteLine(r.Format());
@@ -177,6 +185,25 @@ static async Task<(int Count, double Median, double P95)> ChunkCrossingAsync(Ben
 
     crossings.Sort();
     return (crossings.Count, crossings[crossings.Count / 2], crossings[(int)(crossings.Count * 0.95)]);
+}
+
+// utime + stime of a process, its finished threads included (/proc/PID/stat, in clock ticks of 1/100 s).
+static double CpuSeconds(int pid)
+{
+    if (pid <= 0 || !File.Exists($"/proc/{pid}/stat"))
+    {
+        return 0;
+    }
+
+    var stat = File.ReadAllText($"/proc/{pid}/stat");
+    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+    return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+}
+
+static double ClientCpuSeconds()
+{
+    using var self = Process.GetCurrentProcess();
+    return self.TotalProcessorTime.TotalSeconds;
 }
 
 static long? Rss(int pid)
