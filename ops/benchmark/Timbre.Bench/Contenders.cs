@@ -19,7 +19,27 @@ internal static class Paths
     public static readonly string[] Timbre = [SignalR, Rest, OpenAi];
 }
 
-internal sealed record BenchPath(string Name, bool Timbre, Func<int, Task<List<Client>>> Connect);
+/// <summary>A contender; <see cref="Open"/> connects what c requests started together need.</summary>
+internal sealed record BenchPath(string Name, bool Timbre, Func<int, Task<Round>> Open);
+
+/// <summary>Runs c requests started together, as often as asked; disposing it closes their connections.</summary>
+internal sealed class Round(Func<Task<Result[]>> run, Func<ValueTask> dispose) : IAsyncDisposable
+{
+    public Task<Result[]> RunAsync() => run();
+
+    public ValueTask DisposeAsync() => dispose();
+
+    /// <summary>One request on each client, all at once.</summary>
+    public static Round Of(IReadOnlyList<Client> clients) => new(
+        () => Task.WhenAll(clients.Select(c => c.SpeakAsync())),
+        async () =>
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        });
+}
 
 internal sealed record BenchOptions(string Timbre, string Key, string FastApi, string Voice, string Text, string DirectScript, string VoiceDir, string Sample, int TimbrePid, int FastApiPid, int[] Concurrency, int Requests)
 {
@@ -83,10 +103,6 @@ internal sealed class Playback(Stopwatch clock)
 internal sealed class DirectEngine : IAsyncDisposable
 {
     private readonly Process process;
-    private readonly SemaphoreSlim gate = new(1, 1);
-    private readonly Lock sync = new();
-    private int waiting;
-    private TaskCompletionSource<List<Result>>? round;
 
     private DirectEngine(Process process) => this.process = process;
 
@@ -105,55 +121,13 @@ internal sealed class DirectEngine : IAsyncDisposable
         return ready == "ready" ? new DirectEngine(process) : throw new InvalidOperationException($"engine_direct.py did not start: {ready}");
     }
 
-    private int roundSize;
-
-    /// <summary>Called by each client of a round; the round starts when all have called.</summary>
-    private async Task<Result> SpeakAsync()
+    /// <summary>n requests started together on n Python threads; the bench runs one round at a time.</summary>
+    public async Task<Result[]> RoundAsync(int n)
     {
-        TaskCompletionSource<List<Result>> mine;
-        int index;
-        lock (sync)
-        {
-            round ??= new TaskCompletionSource<List<Result>>(TaskCreationOptions.RunContinuationsAsynchronously);
-            mine = round;
-            index = waiting++;
-            if (waiting == roundSize)
-            {
-                waiting = 0;
-                round = null;
-                _ = RunAsync(roundSize, mine);
-            }
-        }
-
-        return (await mine.Task)[index];
-    }
-
-    /// <summary>Clients of the floor: the requests of one round are gathered and run together in Python.</summary>
-    public List<Client> Clients(int n)
-    {
-        roundSize = n;
-        return [.. Enumerable.Range(0, n).Select(_ => new Client(SpeakAsync, () => ValueTask.CompletedTask))];
-    }
-
-    private async Task RunAsync(int n, TaskCompletionSource<List<Result>> done)
-    {
-        await gate.WaitAsync();
-        try
-        {
-            await process.StandardInput.WriteLineAsync(n.ToString(CultureInfo.InvariantCulture));
-            await process.StandardInput.FlushAsync();
-            var line = await process.StandardOutput.ReadLineAsync() ?? throw new InvalidOperationException("engine_direct.py ended");
-            var figures = JsonSerializer.Deserialize<List<double[]>>(line)!;
-            done.SetResult([.. figures.Select(f => new Result(f[0], f[1], (int)f[2], null))]);
-        }
-        catch (Exception e)
-        {
-            done.SetException(e);
-        }
-        finally
-        {
-            gate.Release();
-        }
+        await process.StandardInput.WriteLineAsync(n.ToString(CultureInfo.InvariantCulture));
+        await process.StandardInput.FlushAsync();
+        var line = await process.StandardOutput.ReadLineAsync() ?? throw new InvalidOperationException("engine_direct.py ended");
+        return [.. JsonSerializer.Deserialize<List<double[]>>(line)!.Select(f => new Result(f[0], f[1], (int)f[2], null))];
     }
 
     public async ValueTask DisposeAsync()
@@ -161,7 +135,6 @@ internal sealed class DirectEngine : IAsyncDisposable
         process.StandardInput.Close();
         await process.WaitForExitAsync();
         process.Dispose();
-        gate.Dispose();
     }
 }
 

@@ -15,25 +15,20 @@ await using var direct = await DirectEngine.StartAsync(options);
 
 var paths = new BenchPath[]
 {
-    new(Paths.Direct, false, n => Task.FromResult(direct.Clients(n))),
-    new(Paths.SignalR, true, async n => [.. await Task.WhenAll(Enumerable.Range(0, n).Select(_ => Client.SignalRAsync(options)))]),
-    new(Paths.Rest, true, n => Task.FromResult(Enumerable.Range(0, n).Select(_ => Client.Rest(http, options, "/v1/speech")).ToList())),
-    new(Paths.OpenAi, true, n => Task.FromResult(Enumerable.Range(0, n).Select(_ => Client.Rest(http, options, "/v1/audio/speech")).ToList())),
-    new(Paths.FastApi, false, n => Task.FromResult(Enumerable.Range(0, n).Select(_ => Client.FastApi(http, options)).ToList())),
+    new(Paths.Direct, false, n => Task.FromResult(new Round(() => direct.RoundAsync(n), () => ValueTask.CompletedTask))),
+    new(Paths.SignalR, true, async n => Round.Of(await Task.WhenAll(Enumerable.Range(0, n).Select(_ => Client.SignalRAsync(options))))),
+    new(Paths.Rest, true, n => Task.FromResult(Round.Of([.. Enumerable.Range(0, n).Select(_ => Client.Rest(http, options, "/v1/speech"))]))),
+    new(Paths.OpenAi, true, n => Task.FromResult(Round.Of([.. Enumerable.Range(0, n).Select(_ => Client.Rest(http, options, "/v1/audio/speech"))]))),
+    new(Paths.FastApi, false, n => Task.FromResult(Round.Of([.. Enumerable.Range(0, n).Select(_ => Client.FastApi(http, options))]))),
 };
 
 // Warm-up: the first requests pay for JIT, connection set-up and the voice profile's disk read.
 foreach (var path in paths)
 {
-    foreach (var client in await path.Connect(1))
+    await using var warm = await path.Open(1);
+    for (var i = 0; i < 3; i++)
     {
-        await using (client)
-        {
-            for (var i = 0; i < 3; i++)
-            {
-                await client.SpeakAsync();
-            }
-        }
+        await warm.RunAsync();
     }
 }
 
@@ -46,10 +41,10 @@ foreach (var c in options.Concurrency)
     // CPU seconds spent on each path's requests by the process that serves them, and by this client.
     var cpu = paths.ToDictionary(p => p.Name, _ => (Server: 0.0, Client: 0.0));
     // Connected once per concurrency, as a client that speaks often keeps its connection.
-    var clients = new Dictionary<string, List<Client>>();
+    var open = new Dictionary<string, Round>();
     foreach (var path in paths)
     {
-        clients[path.Name] = await path.Connect(c);
+        open[path.Name] = await path.Open(c);
     }
 
     Console.Error.WriteLine($"bench: concurrency {c}, {rounds} rounds of {c} requests on each of {paths.Length} paths");
@@ -61,7 +56,7 @@ foreach (var c in options.Concurrency)
             var before = path.Timbre ? await ServerFirstAudioAsync(http, options) : default;
             var server = path.Name == Paths.Direct ? direct.Pid : path.Name == Paths.FastApi ? options.FastApiPid : options.TimbrePid;
             var (serverBefore, clientBefore) = (CpuSeconds(server), ClientCpuSeconds());
-            results[path.Name].AddRange(await Task.WhenAll(clients[path.Name].Select(client => client.SpeakAsync())));
+            results[path.Name].AddRange(await open[path.Name].RunAsync());
             var spent = cpu[path.Name];
             cpu[path.Name] = (spent.Server + CpuSeconds(server) - serverBefore, spent.Client + ClientCpuSeconds() - clientBefore);
             if (path.Timbre)
@@ -75,9 +70,9 @@ foreach (var c in options.Concurrency)
         }
     }
 
-    foreach (var client in clients.Values.SelectMany(list => list))
+    foreach (var opened in open.Values)
     {
-        await client.DisposeAsync();
+        await opened.DisposeAsync();
     }
 
     foreach (var path in paths)
