@@ -114,11 +114,15 @@ class ClassicEngine:
         return ["en"]
 
     def prepare_voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> dict[str, object]:
+        return self._voice(voice_dir, samples)[0]
+
+    def _voice(self, voice_dir: str, samples: Sequence[VoiceSample]) -> tuple[dict[str, object], np.ndarray]:
+        """What a request speaks with, and its EQ taps: the voice's fine-tuned version, else its zero-shot profile."""
         self.load()
         version = self._version(samples)
         if version is not None:
-            return version
-        return self._profile(voice_dir, samples)[0]
+            return version, np.asarray(version["eq_taps"], dtype=np.float64)
+        return self._profile(voice_dir, samples)
 
     def _profile(self, voice_dir: str, samples: Sequence[VoiceSample]) -> tuple[dict[str, object], np.ndarray]:
         """The zero-shot profile and its EQ taps: from memory, else from the disk cache, else analysed."""
@@ -161,12 +165,7 @@ class ClassicEngine:
         # Punctuation alone ("... ?!") is no words: flite would answer it with silence.
         if not parts or not any(c.isalnum() for c in request.text):
             raise EngineInputError("text has nothing to say: give at least one word", field="text")
-        self.load()
-        version = self._version(samples)
-        if version is not None:
-            profile, eq = version, np.asarray(version["eq_taps"], dtype=np.float64)
-        else:
-            profile, eq = self._profile(voice_dir, samples)
+        profile, eq = self._voice(voice_dir, samples)
         pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed)
         try:
             for i, part in enumerate(parts):
