@@ -22,13 +22,24 @@ var paths = new BenchPath[]
     new(Paths.FastApi, false, n => Task.FromResult(Round.Of([.. Enumerable.Range(0, n).Select(_ => Client.FastApi(http, options))]))),
 };
 
-// Warm-up: the first requests pay for JIT, connection set-up and the voice profile's disk read.
+// Warm-up: the first requests pay for connection set-up and the voice profile's disk read, and .NET's
+// tiered JIT keeps recompiling hot methods for the server's first hundred or so requests (its CPU per
+// request fell from 422 to 333-348 ms between requests 6-25 and 76-115). The figures are for a server
+// that has been running, as Timbre does: 40 requests per path, at concurrency 4 and then 1.
 foreach (var path in paths)
 {
-    await using var warm = await path.Open(1);
-    for (var i = 0; i < 3; i++)
+    await using (var warm = await path.Open(4))
     {
-        await warm.RunAsync();
+        for (var i = 0; i < 9; i++)
+        {
+            await warm.RunAsync();
+        }
+    }
+
+    await using var single = await path.Open(1);
+    for (var i = 0; i < 4; i++)
+    {
+        await single.RunAsync();
     }
 }
 
