@@ -50,6 +50,9 @@ public sealed record EngineSample(string Path, string? Transcript, string Role =
 /// <summary>The engine-facing part of a speech request; Speaker names a model's built-in or fine-tuned speaker.</summary>
 public sealed record EngineSpeechRequest(string Text, string? Language, double Speed, string? Instructions, string? Speaker = null)
 {
+    /// <summary>How the stream's audio is marked; the Python host refuses a stream without it.</summary>
+    public EngineMark? Mark { get; init; }
+
     /// <summary>Engine-specific choices, as the Python engines read them.</summary>
     public IReadOnlyDictionary<string, string?> Options => new Dictionary<string, string?> { ["speaker"] = Speaker };
 }
@@ -66,3 +69,18 @@ public sealed class EngineFailedException(string message, Exception inner) : Exc
 
 /// <summary>The engines are not ready (maps to 503).</summary>
 public sealed class EngineUnavailableException(string message) : Exception(message);
+
+/// <summary>The provenance mark for one stream: the install's key file and the clip's payload (null: marking is off).</summary>
+public sealed record EngineMark(string Key, uint? Tag);
+
+/// <summary>What a search for the provenance mark found in a clip (timbre/provenance/detect.py).</summary>
+/// <param name="Detected">The score reached the detector's threshold.</param>
+/// <param name="Score">The z-score of the best alignment; the mark is detected at 6 and above.</param>
+/// <param name="Tag">The decoded payload, when detected and its checksum holds.</param>
+/// <param name="PayloadValid">The payload decoded and its checksum holds.</param>
+/// <param name="Seconds">The clip's length.</param>
+/// <param name="Windows">Scores of 4-second stretches, 1 second apart.</param>
+public sealed record MarkSearch(bool Detected, double Score, uint? Tag, bool PayloadValid, double Seconds, IReadOnlyList<MarkWindow> Windows);
+
+/// <summary>A stretch of the clip (seconds) and the mark's score in it.</summary>
+public sealed record MarkWindow(double Start, double End, double Score);

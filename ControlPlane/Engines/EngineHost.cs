@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using Timbre.ControlPlane.Hosting;
+using Timbre.ControlPlane.Provenance;
 using Timbre.PyRuntime;
 
 namespace Timbre.ControlPlane.Engines;
@@ -11,6 +12,7 @@ namespace Timbre.ControlPlane.Engines;
 /// <summary>The engines, as .NET sees them: load, prepare voices, stream speech. Knows no HTTP.</summary>
 public sealed partial class EngineHost(
     IOptions<TimbreOptions> options,
+    ProvenanceKey provenanceKey,
     ILogger<EngineHost> logger,
     ILogger<PythonRuntime> pythonLogger)
 {
@@ -42,6 +44,16 @@ public sealed partial class EngineHost(
     {
         runtime = await PythonRuntime.GetOrStartAsync(settings.Python, pythonLogger).WaitAsync(cancellationToken);
         LogPython(logger, runtime.Version, runtime.Prefix);
+        await Translate(runtime.InvokeAsync(py =>
+        {
+            using var _ = py.Call(HostModule, "provenance_start", provenanceKey.Path);
+            return true;
+        }, cancellationToken));
+        if (!settings.Provenance.Enabled)
+        {
+            LogMarkingOff(logger);
+        }
+
         foreach (var name in EngineOptions.Known)
         {
             var description = await DescribeAsync(name, cancellationToken);
@@ -239,7 +251,18 @@ public sealed partial class EngineHost(
         return parts[0] + string.Concat(parts.Skip(1).Where(p => p.Length > 0).Select(p => char.ToUpperInvariant(p[0]) + p[1..]));
     }
 
-    /// <summary>Float32 mono chunks at the engine's rate; the first arrives after one sentence.</summary>
+    /// <summary>Looks for this install's provenance mark in a decoded WAV file.</summary>
+    public async Task<MarkSearch> DetectMarkAsync(string wavPath, CancellationToken cancellationToken)
+    {
+        var json = await Translate(Runtime.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "provenance_detect", provenanceKey.Path, wavPath);
+            return result.AsString();
+        }, cancellationToken));
+        return JsonSerializer.Deserialize<MarkSearch>(json, JsonOptions)!;
+    }
+
+    /// <summary>Float32 mono chunks at the engine's rate, carrying the provenance mark (<see cref="EngineSpeechRequest.Mark"/>); the first arrives after one sentence.</summary>
     public async IAsyncEnumerable<float[]> StreamAsync(
         string engine,
         string voiceDirectory,
@@ -332,6 +355,9 @@ public sealed partial class EngineHost(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} unloaded after {Minutes} idle minutes")]
     private static partial void LogEngineUnloaded(ILogger logger, string engine, double minutes);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "The provenance mark is OFF (Timbre:Provenance:Enabled=false): speech from this server carries no mark, and nothing can tell it from a real recording. Turn it back on unless you know why it is off.")]
+    private static partial void LogMarkingOff(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Engine raised {PythonType}\n{Traceback}")]
     private static partial void LogEngineFailed(ILogger logger, string pythonType, string traceback);

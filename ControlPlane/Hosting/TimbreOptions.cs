@@ -22,6 +22,18 @@ public sealed class TimbreOptions
     public AuthOptions Auth { get; set; } = new();
 
     public FineTuningOptions FineTuning { get; set; } = new();
+
+    public ProvenanceOptions Provenance { get; set; } = new();
+}
+
+/// <summary>The provenance mark every clip carries (README, "Provenance mark").</summary>
+public sealed class ProvenanceOptions
+{
+    /// <summary>
+    /// Mark every clip. The owner may turn it off for the whole server (logged as critical at start);
+    /// no request can turn it off for itself.
+    /// </summary>
+    public bool Enabled { get; set; } = true;
 }
 
 /// <summary>Fine-tuning jobs: what they may use of the machine and how much data they take.</summary>

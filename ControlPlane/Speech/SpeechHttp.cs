@@ -17,7 +17,10 @@ public static class SpeechHttp
     {
         try
         {
-            return (await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted), null);
+            var stream = await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted);
+            // The generation log's id for this clip: what POST /v1/provenance/detect answers for it later.
+            http.Response.Headers["Timbre-Clip-Id"] = stream.ClipId;
+            return (stream, null);
         }
         catch (Exception e) when (ProblemOf(e, fields, openAi) is { } problem)
         {

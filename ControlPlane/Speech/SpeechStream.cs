@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using Timbre.ControlPlane.Engines;
 
 namespace Timbre.ControlPlane.Speech;
@@ -45,13 +46,14 @@ public sealed partial class Synthesizer
         private readonly ITimer stall;
         private readonly CancellationTokenRegistration deadline;
         private readonly long started = TimeProvider.System.GetTimestamp();
+        private readonly IncrementalHash audioHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         private int turn = ClientTurn;
         private int count;
         private long samples;
         private string? outcome;
         private int disposed;
 
-        internal SpeechStream(Synthesizer owner, SpeechJob job, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout, Action cutOff, CancellationToken callerGone)
+        internal SpeechStream(Synthesizer owner, SpeechJob job, string clipId, int sampleRate, IAsyncEnumerator<float[]> chunks, SpeechScheduler.SpeechLease lease, CancellationTokenSource timeout, Action cutOff, CancellationToken callerGone)
         {
             this.owner = owner;
             this.chunks = chunks;
@@ -60,6 +62,7 @@ public sealed partial class Synthesizer
             this.cutOff = cutOff;
             this.callerGone = callerGone;
             Job = job;
+            ClipId = clipId;
             SampleRate = sampleRate;
             stallLimit = TimeSpan.FromSeconds(owner.settings.Speech.WriteStallSeconds);
             // The first chunk is ready: the client's turn starts now.
@@ -76,6 +79,9 @@ public sealed partial class Synthesizer
 
         public SpeechJob Job { get; }
 
+        /// <summary>The clip's id in the generation log.</summary>
+        public string ClipId { get; }
+
         public int SampleRate { get; }
 
         /// <summary>Mono float32 chunks, the first one included; read once.</summary>
@@ -89,6 +95,8 @@ public sealed partial class Synthesizer
                 cancellationToken.ThrowIfCancellationRequested();
                 count++;
                 samples += current.Length;
+                // Of the 16-bit PCM every path sends (pcm and wav carry exactly these bytes), not of the floats.
+                audioHash.AppendData(Pcm.ToInt16(current));
                 yield return current;
                 EngineTakesTurn();
                 bool more;
@@ -180,7 +188,8 @@ public sealed partial class Synthesizer
             {
                 lease.Dispose();
                 timeout.Dispose();
-                owner.Ended(Job, outcome ?? "cancelled", count, samples / (double)SampleRate, TimeProvider.System.GetElapsedTime(started));
+                owner.Ended(Job, ClipId, outcome ?? "cancelled", count, samples / (double)SampleRate, Convert.ToHexStringLower(audioHash.GetHashAndReset()), TimeProvider.System.GetElapsedTime(started));
+                audioHash.Dispose();
             }
         }
     }

@@ -1,7 +1,10 @@
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Options;
 using Timbre.ControlPlane.Engines;
 using Timbre.ControlPlane.Hosting;
 using Timbre.ControlPlane.Observability;
+using Timbre.ControlPlane.Provenance;
 using Timbre.ControlPlane.Voices;
 
 namespace Timbre.ControlPlane.Speech;
@@ -35,6 +38,8 @@ public sealed partial class Synthesizer(
     SpeechScheduler scheduler,
     VoiceLibrary voices,
     TimbreMetrics metrics,
+    ProvenanceKey provenanceKey,
+    GenerationLog generations,
     IOptions<TimbreOptions> options,
     ILogger<Synthesizer> logger)
 {
@@ -167,14 +172,25 @@ public sealed partial class Synthesizer(
         {
             lease = await scheduler.EnterAsync(job.Engine, client, job.Request.Text.Length, timeout.Token);
             var info = await engines.LoadAsync(job.Engine, timeout.Token);
-            chunks = engines.StreamAsync(job.Engine, job.VoiceDirectory, job.Samples, job.Request, timeout.Token).GetAsyncEnumerator(timeout.Token);
-            if (!await chunks.MoveNextAsync())
+            var clip = "clip_" + Guid.CreateVersion7().ToString("n");
+            var tag = provenanceKey.TagOf(clip);
+            // The log's write (an fsync) runs beside the engine's first chunk rather than before it, and is
+            // awaited before any audio leaves: a clip the log cannot attribute is never sent.
+            var record = new ClipRecord(clip, tag, DateTimeOffset.UtcNow, job.Voice.Id, job.Engine, client,
+                Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.Request.Text))));
+            var logged = Task.Run(() => generations.Record(record), CancellationToken.None);
+            var request = job.Request with { Mark = new EngineMark(provenanceKey.Path, settings.Provenance.Enabled ? tag : null) };
+            chunks = engines.StreamAsync(job.Engine, job.VoiceDirectory, job.Samples, request, timeout.Token).GetAsyncEnumerator(timeout.Token);
+            var first = chunks.MoveNextAsync().AsTask();
+            // Both end before anything else happens; an engine failure is reported ahead of a log failure.
+            await Task.WhenAll(first, logged);
+            if (!first.Result)
             {
                 throw new EngineInputException("The engine produced no audio for this text: give words it can say.", "text");
             }
 
             metrics.TimeToFirstAudio(job.Engine, TimeProvider.System.GetElapsedTime(arrived));
-            return new SpeechStream(this, job, info.SampleRate, chunks, lease, timeout, cutOff, cancellationToken);
+            return new SpeechStream(this, job, clip, info.SampleRate, chunks, lease, timeout, cutOff, cancellationToken);
         }
         catch (Exception e)
         {
@@ -215,9 +231,22 @@ public sealed partial class Synthesizer(
         _ => "other",
     };
 
-    private void Ended(SpeechJob job, string outcome, int chunks, double audioSeconds, TimeSpan elapsed)
+    private void Ended(SpeechJob job, string clip, string outcome, int chunks, double audioSeconds, string audioSha256, TimeSpan elapsed)
     {
         metrics.StreamEnded(job.Engine, outcome);
+        if (outcome == "completed")
+        {
+            try
+            {
+                generations.Finish(clip, audioSha256, audioSeconds);
+            }
+            catch (Microsoft.Data.Sqlite.SqliteException e)
+            {
+                // The clip is logged already (it is found by its mark); only its audio hash is missing.
+                LogFinishFailed(logger, clip, e);
+            }
+        }
+
         if (outcome == "completed" && audioSeconds > 0)
         {
             metrics.RealTimeFactor(job.Engine, elapsed.TotalSeconds / audioSeconds);
@@ -230,6 +259,9 @@ public sealed partial class Synthesizer(
 
         LogEnded(logger, job.Engine, job.Voice.Id, outcome, chunks, audioSeconds);
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The generation log could not record the audio hash of {Clip}")]
+    private static partial void LogFinishFailed(ILogger logger, string clip, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Speech stream on {Engine} for voice {Voice} ended {Outcome}: {Chunks} engine chunks, {AudioSeconds:0.00} s of audio")]
     private static partial void LogEnded(ILogger logger, string engine, string voice, string outcome, int chunks, double audioSeconds);

@@ -23,9 +23,12 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
 
     public static IReadOnlyCollection<string> Extensions => Containers.Keys;
 
-    /// <summary>Decodes <paramref name="source"/> into <paramref name="destination"/>; returns its duration.</summary>
+    /// <summary>
+    /// Refuses what is not a readable recording of an accepted type (by its extension, its header and
+    /// what ffprobe finds), or declares more than <paramref name="maxSeconds"/>.
+    /// </summary>
     /// <exception cref="InvalidAudioException">with a message that tells the uploader what is wrong.</exception>
-    public async Task<double> ImportAsync(string source, string extension, string fileName, string destination, double maxSeconds, CancellationToken ct)
+    public async Task CheckAsync(string source, string extension, string fileName, double maxSeconds, CancellationToken ct)
     {
         if (!Containers.TryGetValue(extension, out var formats))
         {
@@ -46,8 +49,15 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
 
         if (double.TryParse(Field(probe.Output, "duration"), CultureInfo.InvariantCulture, out var declared) && declared > maxSeconds + 0.5)
         {
-            throw new InvalidAudioException($"{fileName}: {declared:0.#} s long; a sample may be at most {maxSeconds:0} s. Trim it or split it into several files.");
+            throw new InvalidAudioException($"{fileName}: {declared:0.#} s long; a file may be at most {maxSeconds:0} s. Trim it or split it into several files.");
         }
+    }
+
+    /// <summary>Checks <paramref name="source"/> and decodes it into <paramref name="destination"/>; returns its duration.</summary>
+    /// <exception cref="InvalidAudioException">with a message that tells the uploader what is wrong.</exception>
+    public async Task<double> ImportAsync(string source, string extension, string fileName, string destination, double maxSeconds, CancellationToken ct)
+    {
+        await CheckAsync(source, extension, fileName, maxSeconds, ct);
 
         // Mono, 24 kHz, loudness-normalised; -xerror makes a corrupt stream an error, not silence.
         var decode = await RunAsync("ffmpeg",
@@ -108,8 +118,10 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
             throw new InvalidAudioException($"{fileName}: not a WAV file (no RIFF/WAVE header).");
         }
 
+        // A streamed WAV (Timbre's own, and most servers') cannot know its length when it starts and says
+        // 0xFFFFFFFF: its audio runs to the end of the file, which is how ffmpeg reads it too.
         var riffSize = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4));
-        if (riffSize + 8L > length + 1)
+        if (riffSize != Speech.Pcm.UnknownLength && riffSize + 8L > length + 1)
         {
             throw new InvalidAudioException(
                 $"{fileName}: the WAV header claims {riffSize + 8L:N0} bytes but the file has {length:N0}; the file is truncated or damaged.");
@@ -125,7 +137,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
             var size = BinaryPrimitives.ReadUInt32LittleEndian(chunk.AsSpan(4));
             if (chunk.AsSpan(0, 4).SequenceEqual("data"u8))
             {
-                if (position + 8 + size > length)
+                if (size != Speech.Pcm.UnknownLength && position + 8 + size > length)
                 {
                     throw new InvalidAudioException(
                         $"{fileName}: the WAV data chunk claims {size:N0} bytes but only {length - position - 8:N0} follow; the file is truncated.");

@@ -70,13 +70,15 @@ public sealed class TimbreApp : WebApplicationFactory<Program>
     }
 
     /// <summary>Every file under the library with its size and content hash: equal before and after means untouched.</summary>
-    /// <remarks>The job database (timbre.db and its WAL) is left out: SQLite writes it as it likes, and the fine-tuning tests read it through the API.</remarks>
+    /// <remarks>The job database and the generation log (timbre.db, provenance.db and their WALs) are left out: SQLite writes them as it likes, and their tests read them through the API.</remarks>
     public SortedDictionary<string, string> Snapshot()
     {
+        // A server writes its own files when it starts (provenance.key): the snapshot is of a running one.
+        StartServer();
         var result = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var f in Directory.EnumerateFiles(DataDirectory, "*", SearchOption.AllDirectories))
         {
-            if (Path.GetFileName(f).StartsWith("timbre.db", StringComparison.Ordinal))
+            if (Path.GetFileName(f).StartsWith("timbre.db", StringComparison.Ordinal) || Path.GetFileName(f).StartsWith("provenance.db", StringComparison.Ordinal))
             {
                 continue;
             }
@@ -122,6 +124,24 @@ public static class Audio
     /// <summary>A long text: many sentences, so synthesis lasts well beyond the first chunk.</summary>
     public static string LongText(int sentences = 40) => string.Join(" ", Enumerable.Range(1, sentences).Select(i =>
         $"This is sentence number {i} of a long text that keeps the engine busy for a while."));
+
+    /// <summary>The same encoded audio in another container (ffmpeg, stream copy).</summary>
+    public static byte[] Remux(byte[] audio, string extension)
+    {
+        var source = Path.Combine(Path.GetTempPath(), $"in-{Guid.NewGuid():n}");
+        var target = Path.Combine(Path.GetTempPath(), $"out-{Guid.NewGuid():n}.{extension}");
+        File.WriteAllBytes(source, audio);
+        try
+        {
+            Run("ffmpeg", "-nostdin", "-v", "error", "-i", source, "-c:a", "copy", "-y", target);
+            return File.ReadAllBytes(target);
+        }
+        finally
+        {
+            File.Delete(source);
+            File.Delete(target);
+        }
+    }
 
     public const string Reference =
         "The small pup gnawed a hole in the sock. The fish twisted and turned on the bent hook. Press the pants and sew a button on the vest.";

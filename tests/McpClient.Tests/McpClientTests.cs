@@ -2,6 +2,7 @@ using System.Net.Http.Json;
 using ModelContextProtocol.Client;
 using ModelContextProtocol.Protocol;
 using Timbre.ControlPlane.Observability;
+using Timbre.ControlPlane.Provenance;
 using Timbre.ControlPlane.Tests;
 
 namespace Timbre.McpClient.Tests;
@@ -99,20 +100,35 @@ public sealed class McpClientTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task Speak_plays_exactly_the_audio_the_server_made()
     {
-        const string text = "Hello from the editor. This is the second sentence.";
+        const string text = "Hello from the editor. This is the second sentence, and a third one follows it to give the mark some time.";
         await using var client = await StartClientAsync();
         var result = await Speak(client, text);
         Assert.True(result.IsError != true, Text(result));
         Assert.Contains("voice 'ada'", Text(result), StringComparison.Ordinal);
         Assert.Contains("first audio after", Text(result), StringComparison.Ordinal);
 
-        using var http = app.CreateClient(Key);
-        var server = await (await http.PostAsync("/v1/speech", JsonContent.Create(new { text, voice = "ada", format = "pcm" }))).Content.ReadAsByteArrayAsync();
         var captured = Assert.Single(Captures());
         Assert.Single(work.GetFiles("pcm-*-24000-1.raw"));
-        Assert.Equal(server.Length, captured.Length);
-        // The classic engine is deterministic, so the same request again is the audio the server sent.
-        Assert.Equal(server, captured);
+        // What the Mac played carries the provenance mark, which names a clip of the generation log, and
+        // it is that clip byte for byte: the log keeps the SHA-256 of the 16-bit PCM the server sent.
+        using var http = app.CreateClient(Key);
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(Wav16(captured)), "file", "played.wav" } };
+        var found = await (await http.PostAsync("/v1/provenance/detect", form)).Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
+        Assert.True(found.GetProperty("detected").GetBoolean(), found.ToString());
+        var clip = found.GetProperty("clip").GetProperty("id").GetString()!;
+        var logged = Assert.Single(app.Get<GenerationLog>().FindByTag(app.Get<ProvenanceKey>().TagOf(clip)));
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(captured)), logged.AudioSha256);
+    }
+
+    private static byte[] Wav16(byte[] pcm)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new NAudio.Wave.WaveFileWriter(buffer, new NAudio.Wave.WaveFormat(24000, 16, 1)))
+        {
+            writer.Write(pcm, 0, pcm.Length);
+        }
+
+        return buffer.ToArray();
     }
 
     [Fact]

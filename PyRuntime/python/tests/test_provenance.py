@@ -116,7 +116,35 @@ def test_a_key_is_created_once_private_and_never_overwritten(tmp_path):
     first = Key.load_or_create(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert Key.load_or_create(path) == first
-    assert Key.load(path).tag("clip-1") == first.tag("clip-1") != first.tag("clip-2")
+    assert Key.load(path).derive("x") == first.derive("x") != Key.load_or_create(tmp_path / "other.key").derive("x")
     path.write_text("not a key\n")
     with pytest.raises(KeyError_, match="provenance key"):
         Key.load(path)
+
+
+def test_the_host_marks_every_stream_and_refuses_one_that_does_not_say_how(tmp_path, espeak_voice):
+    import json
+
+    from timbre import host
+
+    key_path = tmp_path / "provenance.key"
+    Key.load_or_create(key_path)
+    host.load("classic", "{}")
+    host.provenance_start(str(key_path))
+    samples = json.dumps([{"path": espeak_voice(), "transcript": None}])
+    request = {"text": TEXT}
+
+    with pytest.raises(RuntimeError, match="without the provenance mark"):
+        next(host.stream("classic", str(tmp_path), samples, json.dumps(request)))
+
+    marked = np.concatenate(list(host.stream("classic", str(tmp_path), samples, json.dumps({**request, "mark": {"key": str(key_path), "tag": TAG}}))))
+    plain = np.concatenate(list(host.stream("classic", str(tmp_path), samples, json.dumps({**request, "mark": {"key": str(key_path), "tag": None}}))))
+    assert len(marked) == len(plain)
+    wav = tmp_path / "marked.wav"
+    import soundfile as sf
+
+    sf.write(wav, marked, 24000, subtype="FLOAT")
+    found = json.loads(host.provenance_detect(str(key_path), str(wav)))
+    assert found["detected"] and found["tag"] == TAG and found["payload_valid"]
+    sf.write(wav, plain, 24000, subtype="FLOAT")
+    assert not json.loads(host.provenance_detect(str(key_path), str(wav)))["detected"]

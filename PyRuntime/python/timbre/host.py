@@ -8,12 +8,15 @@ from typing import Iterator
 
 import numpy as np
 
+from . import provenance
 from .engines import Engine, SpeechRequest, VoiceSample, create, describe as describe_engine
 from .textprep import prepare
 
 _engines: dict[str, Engine] = {}
 # The settings each engine was last loaded with: an engine unloaded while idle comes back with them.
 _options: dict[str, str] = {}
+# Mark patterns by key file: one per data directory (tests run several servers in one interpreter).
+_patterns: dict[str, provenance.Pattern] = {}
 
 
 def _engine(name: str) -> Engine:
@@ -91,8 +94,41 @@ def prepare_voice(name: str, voice_dir: str, samples_json: str) -> str:
     return json.dumps({k: v for k, v in profile.items() if isinstance(v, (int, float, str, bool))})
 
 
+def _pattern(key_path: str) -> provenance.Pattern:
+    if key_path not in _patterns:
+        _patterns[key_path] = provenance.Key.load(key_path).pattern()
+    return _patterns[key_path]
+
+
+def provenance_start(key_path: str) -> None:
+    """Loads the install's key at start-up, so a damaged key stops the server instead of its first request."""
+    _pattern(key_path)
+
+
+def provenance_detect(key_path: str, wav_path: str) -> str:
+    import soundfile
+
+    audio, rate = soundfile.read(wav_path, dtype="float32", always_2d=False)
+    found = provenance.detect(audio, rate, _pattern(key_path))
+    return json.dumps({
+        "detected": found.detected,
+        "score": found.score,
+        "tag": found.tag,
+        "payload_valid": found.payload_valid,
+        "seconds": round(found.seconds, 3),
+        "windows": [{"start": w.start, "end": w.end, "score": w.score} for w in found.windows],
+    })
+
+
 def stream(name: str, voice_dir: str, samples_json: str, request_json: str) -> Iterator[np.ndarray]:
+    """The engine's chunks carrying the provenance mark. A request must say how to mark ({"key", "tag"}),
+    or that the owner turned marking off (tag null); one that says neither is refused, never left unmarked."""
     r = json.loads(request_json)
+    engine = _engine(name)
+    mark = r.get("mark")
+    if not isinstance(mark, dict) or "key" not in mark or "tag" not in mark:
+        raise RuntimeError("refusing to stream audio without the provenance mark: the request does not say how to mark it")
+    marker = None if mark["tag"] is None else provenance.Marker(_pattern(mark["key"]), int(mark["tag"]), engine.sample_rate)
     request = SpeechRequest(
         text=prepare(r["text"], r.get("language")),
         language=r.get("language"),
@@ -100,5 +136,14 @@ def stream(name: str, voice_dir: str, samples_json: str, request_json: str) -> I
         instructions=r.get("instructions"),
         options={k: v for k, v in (r.get("options") or {}).items() if v is not None},
     )
-    for chunk in _engine(name).stream(voice_dir, _samples(samples_json), request):
-        yield np.ascontiguousarray(chunk, dtype=np.float32)
+    for chunk in engine.stream(voice_dir, _samples(samples_json), request):
+        out = np.ascontiguousarray(chunk, dtype=np.float32)
+        if marker is not None:
+            out = marker.push(out)
+            if len(out) == 0:
+                continue
+        yield out
+    if marker is not None:
+        tail = marker.finish()
+        if len(tail):
+            yield tail

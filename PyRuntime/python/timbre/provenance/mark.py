@@ -83,11 +83,8 @@ class Key:
         return Key.load(p)
 
     def derive(self, purpose: str) -> bytes:
+        """A keyed hash for one purpose (the server derives each clip's payload tag the same way, in C#)."""
         return hmac.new(self.secret, purpose.encode("utf-8"), hashlib.sha256).digest()
-
-    def tag(self, clip_id: str) -> int:
-        """The 32-bit payload for a clip: a keyed hash of its id, so the audio carries no raw id."""
-        return int.from_bytes(self.derive("timbre provenance clip " + clip_id)[:4], "big")
 
     def pattern(self) -> "Pattern":
         return Pattern.from_key(self)
