@@ -5,6 +5,9 @@ Timbre, so that both are measured in the same minutes (this machine's speed drif
 over a run). A line "N" runs N requests at once, each on its own thread as an in-process Python server
 would run them, and answers one JSON line: per request [seconds to first chunk, seconds to the end,
 underruns], underruns counted as the bench client counts them for Timbre's paths.
+
+Every stream carries the provenance mark, as Timbre's do: the mark is part of what the engine's output
+is, so the floor pays for it too.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "PyRuntime" / "python"))
 
 from timbre.engines import SpeechRequest, VoiceSample, create  # noqa: E402
+from timbre.provenance import Key, Marker  # noqa: E402
 
 
 def main() -> None:
@@ -32,6 +36,17 @@ def main() -> None:
     samples = [VoiceSample(args.sample, None)]
     engine.prepare_voice(args.voice_dir, samples)
     request = SpeechRequest(text=args.text, language=None, speed=1.0, instructions=None)
+    pattern = Key(bytes(32)).pattern()
+
+    def marked(tag: int):
+        marker = Marker(pattern, tag, engine.sample_rate)
+        for chunk in engine.stream(args.voice_dir, samples, request):
+            out = marker.push(chunk)
+            if len(out):
+                yield out
+        tail = marker.finish()
+        if len(tail):
+            yield tail
 
     def one(go: threading.Barrier, out: list[list[float]], lock: threading.Lock) -> None:
         go.wait()
@@ -39,7 +54,7 @@ def main() -> None:
         first = None
         buffered_until = 0.0
         underruns = 0
-        for chunk in engine.stream(args.voice_dir, samples, request):
+        for chunk in marked(threading.get_ident() & 0xFFFFFFFF):
             now = time.perf_counter() - start
             seconds = len(chunk) / engine.sample_rate
             if first is None:
