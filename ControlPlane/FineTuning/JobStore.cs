@@ -14,22 +14,9 @@ namespace Timbre.ControlPlane.FineTuning;
 /// </remarks>
 public sealed class JobStore
 {
-    private readonly string connectionString;
-
-    public JobStore(IOptions<TimbreOptions> options)
-    {
-        var root = options.Value.DataDirectory;
-        Directory.CreateDirectory(root);
-        Root = Path.Combine(root, ".finetune");
-        Directory.CreateDirectory(Root);
-        connectionString = new SqliteConnectionStringBuilder { DataSource = Path.Combine(root, "timbre.db"), Pooling = true }.ToString();
-        using var connection = Open();
-        Migrate(connection);
-    }
-
     /// <summary>
-    /// The schema, one step a release: a database from an older Timbre is brought forward in order
-    /// (PRAGMA user_version counts the steps taken), never rebuilt, so no job or dataset is lost.
+    /// The schema, one step a release: a database from an older Timbre is brought forward in order,
+    /// never rebuilt, so no job or dataset is lost.
     /// </summary>
     private static readonly string[] Migrations =
     [
@@ -46,21 +33,15 @@ public sealed class JobStore
         "ALTER TABLE jobs ADD COLUMN pid INTEGER;",
     ];
 
-    private static void Migrate(SqliteConnection connection)
+    private readonly SqliteFile database;
+
+    public JobStore(IOptions<TimbreOptions> options)
     {
-        Execute(connection, "PRAGMA journal_mode = WAL;");
-        using var read = connection.CreateCommand();
-        read.CommandText = "PRAGMA user_version";
-        var version = Convert.ToInt32(read.ExecuteScalar(), CultureInfo.InvariantCulture);
-        for (var step = version; step < Migrations.Length; step++)
-        {
-            using var transaction = connection.BeginTransaction();
-            using var command = connection.CreateCommand();
-            command.Transaction = transaction;
-            command.CommandText = Migrations[step] + $"\nPRAGMA user_version = {step + 1};";
-            command.ExecuteNonQuery();
-            transaction.Commit();
-        }
+        var root = options.Value.DataDirectory;
+        Directory.CreateDirectory(root);
+        Root = Path.Combine(root, ".finetune");
+        Directory.CreateDirectory(Root);
+        database = new SqliteFile(Path.Combine(root, "timbre.db"), Migrations);
     }
 
     /// <summary>Where datasets' and jobs' files live: {data}/.finetune (never listed as a voice).</summary>
@@ -197,28 +178,10 @@ public sealed class JobStore
 
     // -- plumbing ---------------------------------------------------------------------------
 
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(connectionString);
-        connection.Open();
-        using var busy = connection.CreateCommand();
-        // Writers queue for a while rather than fail when the runner and a request write at once.
-        busy.CommandText = "PRAGMA busy_timeout = 5000";
-        busy.ExecuteNonQuery();
-        return connection;
-    }
+    private SqliteConnection Open() => database.Open();
 
-    private static int Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-
-        return command.ExecuteNonQuery();
-    }
+    private static int Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters) =>
+        SqliteFile.Execute(connection, sql, parameters);
 
     private List<DatasetRecord> QueryDatasets(string where, params (string Name, object? Value)[] parameters)
     {

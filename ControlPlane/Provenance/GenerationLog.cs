@@ -1,5 +1,4 @@
 using System.Globalization;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using Timbre.ControlPlane.Hosting;
 
@@ -24,9 +23,8 @@ public sealed record ClipRecord(
 /// hashes of the text and audio. Detection maps a decoded payload back to its clip here.
 /// </summary>
 /// <remarks>
-/// A separate database from timbre.db so its schema steps (PRAGMA user_version) are its own. WAL
-/// journaling, one connection per call (pooled), one statement per change. ops/provenance reads it
-/// with Python's sqlite3 when no server runs.
+/// A separate database from timbre.db so its schema steps are its own (<see cref="SqliteFile"/>), one
+/// statement per change. ops/provenance reads it with Python's sqlite3 when no server runs.
 /// </remarks>
 public sealed class GenerationLog
 {
@@ -42,32 +40,18 @@ public sealed class GenerationLog
         """,
     ];
 
-    private readonly string connectionString;
+    private readonly SqliteFile database;
 
     public GenerationLog(IOptions<TimbreOptions> options)
     {
         Directory.CreateDirectory(options.Value.DataDirectory);
-        connectionString = new SqliteConnectionStringBuilder { DataSource = Path.Combine(options.Value.DataDirectory, FileName), Pooling = true }.ToString();
-        using var connection = Open();
-        Execute(connection, "PRAGMA journal_mode = WAL;");
-        using var read = connection.CreateCommand();
-        read.CommandText = "PRAGMA user_version";
-        var version = Convert.ToInt32(read.ExecuteScalar(), CultureInfo.InvariantCulture);
-        for (var step = version; step < Migrations.Length; step++)
-        {
-            using var transaction = connection.BeginTransaction();
-            using var command = connection.CreateCommand();
-            command.Transaction = transaction;
-            command.CommandText = Migrations[step] + $"\nPRAGMA user_version = {step + 1};";
-            command.ExecuteNonQuery();
-            transaction.Commit();
-        }
+        database = new SqliteFile(Path.Combine(options.Value.DataDirectory, FileName), Migrations);
     }
 
     public void Record(ClipRecord clip)
     {
-        using var c = Open();
-        Execute(c, "INSERT INTO clips (id, tag, created_at, voice, engine, api_key, text_sha256) VALUES ($id, $tag, $created, $voice, $engine, $key, $text)",
+        using var c = database.Open();
+        SqliteFile.Execute(c, "INSERT INTO clips (id, tag, created_at, voice, engine, api_key, text_sha256) VALUES ($id, $tag, $created, $voice, $engine, $key, $text)",
             ("$id", clip.Id), ("$tag", (long)clip.Tag), ("$created", clip.CreatedAt.ToString("O", CultureInfo.InvariantCulture)),
             ("$voice", clip.Voice), ("$engine", clip.Engine), ("$key", clip.ApiKey), ("$text", clip.TextSha256));
     }
@@ -75,18 +59,17 @@ public sealed class GenerationLog
     /// <summary>Adds what is known once the stream ended: the audio's hash and length.</summary>
     public void Finish(string id, string audioSha256, double seconds)
     {
-        using var c = Open();
-        Execute(c, "UPDATE clips SET audio_sha256 = $audio, seconds = $seconds WHERE id = $id",
+        using var c = database.Open();
+        SqliteFile.Execute(c, "UPDATE clips SET audio_sha256 = $audio, seconds = $seconds WHERE id = $id",
             ("$id", id), ("$audio", audioSha256), ("$seconds", seconds));
     }
 
     /// <summary>The clips whose payload is <paramref name="tag"/>, newest first (two ids share a tag about once in four billion).</summary>
     public IReadOnlyList<ClipRecord> FindByTag(uint tag)
     {
-        using var c = Open();
-        using var command = c.CreateCommand();
-        command.CommandText = "SELECT id, tag, created_at, voice, engine, api_key, text_sha256, audio_sha256, seconds FROM clips WHERE tag = $tag ORDER BY created_at DESC";
-        command.Parameters.AddWithValue("$tag", (long)tag);
+        using var c = database.Open();
+        using var command = SqliteFile.Command(c, "SELECT id, tag, created_at, voice, engine, api_key, text_sha256, audio_sha256, seconds FROM clips WHERE tag = $tag ORDER BY created_at DESC",
+            ("$tag", (long)tag));
         using var reader = command.ExecuteReader();
         var found = new List<ClipRecord>();
         while (reader.Read())
@@ -98,24 +81,5 @@ public sealed class GenerationLog
         }
 
         return found;
-    }
-
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(connectionString);
-        connection.Open();
-        return connection;
-    }
-
-    private static void Execute(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-
-        command.ExecuteNonQuery();
     }
 }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Timbre.ControlPlane.Engines;
@@ -52,20 +51,10 @@ public static class ProvenanceApi
             return Problems.BadRequest("Send multipart/form-data with the recording as 'file'.", "file");
         }
 
-        var maxBody = limits.MaxUploadBytes + (1 << 20);
-        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodyLimit)
+        var (form, tooLarge) = await Uploads.ReadFormAsync(http, limits.MaxUploadBytes + (1 << 20), $"The file may be at most {limits.MaxUploadBytes / (1024 * 1024)} MB.", ct);
+        if (form is null)
         {
-            bodyLimit.MaxRequestBodySize = maxBody;
-        }
-
-        IFormCollection form;
-        try
-        {
-            form = await http.Request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = maxBody }, ct);
-        }
-        catch (Exception e) when (e is BadHttpRequestException or InvalidDataException or IOException)
-        {
-            return Problems.TooLarge($"The upload could not be read ({e.Message}). The file may be at most {limits.MaxUploadBytes / (1024 * 1024)} MB.");
+            return tooLarge!;
         }
 
         var files = form.Files.GetFiles("file");

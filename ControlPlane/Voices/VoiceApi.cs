@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Timbre.ControlPlane.Engines;
@@ -40,20 +39,10 @@ public static class VoiceApi
 
         // Every file at its cap, plus a megabyte for the form's other fields and boundaries.
         var maxBody = (limits.MaxUploadBytes * limits.MaxFilesPerVoice) + (1 << 20);
-        var bodyLimit = http.Features.Get<IHttpMaxRequestBodySizeFeature>();
-        if (bodyLimit is { IsReadOnly: false })
+        var (form, tooLarge) = await Uploads.ReadFormAsync(http, maxBody, $"Each file may be at most {limits.MaxUploadBytes / (1024 * 1024)} MB, {limits.MaxFilesPerVoice} files at most.", ct);
+        if (form is null)
         {
-            bodyLimit.MaxRequestBodySize = maxBody;
-        }
-
-        IFormCollection form;
-        try
-        {
-            form = await http.Request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = maxBody }, ct);
-        }
-        catch (Exception e) when (e is BadHttpRequestException or InvalidDataException or IOException)
-        {
-            return Problems.TooLarge($"The upload could not be read ({e.Message}). Each file may be at most {limits.MaxUploadBytes / (1024 * 1024)} MB, {limits.MaxFilesPerVoice} files at most.");
+            return tooLarge!;
         }
 
         var name = form["name"].ToString();
