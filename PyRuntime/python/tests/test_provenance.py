@@ -148,3 +148,32 @@ def test_the_host_marks_every_stream_and_refuses_one_that_does_not_say_how(tmp_p
     assert found["detected"] and found["tag"] == TAG and found["payload_valid"]
     sf.write(wav, plain, 24000, subtype="FLOAT")
     assert not json.loads(host.provenance_detect(str(key_path), str(wav)))["detected"]
+
+
+def test_ops_provenance_detect_names_the_logged_clip_and_says_when_there_is_no_mark(tmp_path, marked, speech):
+    import sqlite3
+    import subprocess
+
+    import soundfile as sf
+
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    (tmp_path / "provenance.key").write_text(KEY.secret.hex() + "\n")
+    with sqlite3.connect(tmp_path / "provenance.db") as db:
+        db.execute("CREATE TABLE clips (id TEXT PRIMARY KEY, tag INTEGER NOT NULL, created_at TEXT NOT NULL, voice TEXT NOT NULL, "
+                   "engine TEXT NOT NULL, api_key TEXT NOT NULL, text_sha256 TEXT NOT NULL, audio_sha256 TEXT, seconds REAL)")
+        db.execute("INSERT INTO clips VALUES ('clip_abc', ?, '2026-11-27T10:00:00+00:00', 'ada', 'classic', 'key-1234', 'x', NULL, NULL)", (TAG,))
+    sf.write(tmp_path / "marked.wav", marked, 24000, subtype="PCM_16")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "marked.wav"), "-b:a", "64k", str(tmp_path / "marked.mp3")], check=True)
+    sf.write(tmp_path / "plain.wav", speech, 24000, subtype="PCM_16")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([os.path.join(root, "ops", "provenance"), "detect", *args], capture_output=True, text=True, timeout=120)
+
+    found = run(str(tmp_path / "marked.mp3"), "--data", str(tmp_path))
+    assert found.returncode == 0, found.stderr
+    assert "MARKED" in found.stdout and "clip clip_abc" in found.stdout and "voice ada on classic" in found.stdout
+    plain = run(str(tmp_path / "plain.wav"), "--data", str(tmp_path), "--json")
+    assert plain.returncode == 1
+    assert '"detected": false' in plain.stdout
+    missing = run(str(tmp_path / "plain.wav"), "--data", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "Point --data at the data directory" in missing.stderr
