@@ -1,9 +1,9 @@
 """The provenance mark: a keyed pattern of ±α dB on short-time spectral magnitudes, embedded chunk by chunk.
 
 Each 1024-sample frame (at 24 kHz; 42.7 ms, hop 21.3 ms) is windowed with a square-root Hann window,
-its magnitudes between 300 and 3470 Hz are raised or lowered by a fraction of a decibel in keyed
-cells, and the frames are overlap-added with the same window, which rebuilds an untouched frame
-exactly. Which cells go up and which go down repeats every `PERIOD` frames:
+its magnitudes between 305 and 3469 Hz are raised or lowered in keyed cells (0.3 dB for the frame's
+loudest bins, up to 2.5 dB for bins far below them), and the frames are overlap-added with the same
+window, which rebuilds an untouched frame exactly. Which cells go up and which go down repeats every `PERIOD` frames:
 
 - half the cells (the *sync* cells) carry a fixed keyed sign: they answer "made by this Timbre";
 - the rest carry the payload's coded bits, each bit spread over a dozen keyed cells per period.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,7 @@ class KeyError_(ValueError):
 class Key:
     """An install's secret: whoever holds it can detect, attribute, and remove the mark."""
 
-    secret: bytes
+    secret: bytes = field(repr=False)  # never in a log line or a traceback's locals
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> "Key":
