@@ -90,7 +90,7 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
         using var client = Client();
         using var pcm = await client.PostAsJsonAsync("/v1/speech", new { text = Text, voice = "ada", stream = true, format = "pcm" });
         var pcmClip = pcm.Headers.GetValues("Timbre-Clip-Id").Single();
-        AssertMarked((await DetectAsync(Pcm16ToWav(await pcm.Content.ReadAsByteArrayAsync()), "pcm.wav")).Body, pcmClip);
+        AssertMarked((await DetectAsync(Audio.Wav16(await pcm.Content.ReadAsByteArrayAsync()), "pcm.wav")).Body, pcmClip);
 
         using var openAi = await client.PostAsJsonAsync("/v1/audio/speech", new { model = "tts-1", input = Text, voice = "ada", response_format = "wav" });
         AssertMarked((await DetectAsync(await openAi.Content.ReadAsByteArrayAsync(), "openai.wav")).Body, openAi.Headers.GetValues("Timbre-Clip-Id").Single());
@@ -106,7 +106,7 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
             }
         }
 
-        AssertMarked((await DetectAsync(Pcm16ToWav([.. deltas]), "sse.wav")).Body, sse.Headers.GetValues("Timbre-Clip-Id").Single());
+        AssertMarked((await DetectAsync(Audio.Wav16([.. deltas]), "sse.wav")).Body, sse.Headers.GetValues("Timbre-Clip-Id").Single());
     }
 
     [Fact]
@@ -122,7 +122,7 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
             pcm.AddRange(chunk.Pcm);
         }
 
-        var (_, found) = await DetectAsync(Pcm16ToWav([.. pcm]), "hub.wav");
+        var (_, found) = await DetectAsync(Audio.Wav16([.. pcm]), "hub.wav");
         AssertMarked(found, null);
         var clipId = found.GetProperty("clip").GetProperty("id").GetString()!;
         var record = app.Get<GenerationLog>().FindByTag(app.Get<ProvenanceKey>().TagOf(clipId)).Single();
@@ -170,7 +170,7 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
             ("not audio at all"u8.ToArray(), "notes.txt", "unsupported file type"),
             ("RIFF\x10\0\0\0WAVEfmt "u8.ToArray(), "broken.wav", "truncated"),
             (Encoding.ASCII.GetBytes(new string('x', 4000)), "noise.mp3", "not a readable MP3"),
-            (Pcm16ToWav(new byte[24000]), "half-second.wav", "at least 3 seconds"),
+            (Audio.Wav16(new byte[24000]), "half-second.wav", "at least 3 seconds"),
         };
         foreach (var (bytes, name, expect) in cases)
         {
@@ -182,17 +182,6 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
 
         Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.Combine(app.DataDirectory, ".staging")), p => Path.GetFileName(p).StartsWith("detect-", StringComparison.Ordinal));
         app.AssertNoErrorsLogged();
-    }
-
-    private static byte[] Pcm16ToWav(byte[] pcm)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new NAudio.Wave.WaveFileWriter(buffer, new NAudio.Wave.WaveFormat(24000, 16, 1)))
-        {
-            writer.Write(pcm, 0, pcm.Length);
-        }
-
-        return buffer.ToArray();
     }
 }
 

@@ -125,6 +125,18 @@ public static class Audio
     public static string LongText(int sentences = 40) => string.Join(" ", Enumerable.Range(1, sentences).Select(i =>
         $"This is sentence number {i} of a long text that keeps the engine busy for a while."));
 
+    /// <summary>16-bit mono 24 kHz PCM (what pcm responses and the hub carry) as a WAV file.</summary>
+    public static byte[] Wav16(byte[] pcm)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new NAudio.Wave.WaveFileWriter(buffer, new NAudio.Wave.WaveFormat(24000, 16, 1)))
+        {
+            writer.Write(pcm, 0, pcm.Length);
+        }
+
+        return buffer.ToArray();
+    }
+
     /// <summary>The same encoded audio in another container (ffmpeg, stream copy).</summary>
     public static byte[] Remux(byte[] audio, string extension)
     {

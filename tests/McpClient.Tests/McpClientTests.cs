@@ -112,23 +112,12 @@ public sealed class McpClientTests : IAsyncLifetime, IDisposable
         // What the Mac played carries the provenance mark, which names a clip of the generation log, and
         // it is that clip byte for byte: the log keeps the SHA-256 of the 16-bit PCM the server sent.
         using var http = app.CreateClient(Key);
-        using var form = new MultipartFormDataContent { { new ByteArrayContent(Wav16(captured)), "file", "played.wav" } };
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(Audio.Wav16(captured)), "file", "played.wav" } };
         var found = await (await http.PostAsync("/v1/provenance/detect", form)).Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
         Assert.True(found.GetProperty("detected").GetBoolean(), found.ToString());
         var clip = found.GetProperty("clip").GetProperty("id").GetString()!;
         var logged = Assert.Single(app.Get<GenerationLog>().FindByTag(app.Get<ProvenanceKey>().TagOf(clip)));
         Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(captured)), logged.AudioSha256);
-    }
-
-    private static byte[] Wav16(byte[] pcm)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new NAudio.Wave.WaveFileWriter(buffer, new NAudio.Wave.WaveFormat(24000, 16, 1)))
-        {
-            writer.Write(pcm, 0, pcm.Length);
-        }
-
-        return buffer.ToArray();
     }
 
     [Fact]
