@@ -76,11 +76,12 @@ public sealed record EngineMark(string Key, uint? Tag);
 /// <summary>What a search for the provenance mark found in a clip (timbre/provenance/detect.py).</summary>
 /// <param name="Detected">The score reached the detector's threshold.</param>
 /// <param name="Score">The z-score of the best alignment; the mark is detected at 6 and above.</param>
+/// <param name="Threshold">The detector's decision threshold on the score.</param>
 /// <param name="Tag">The decoded payload, when detected and its checksum holds.</param>
 /// <param name="PayloadValid">The payload decoded and its checksum holds.</param>
 /// <param name="Seconds">The clip's length.</param>
 /// <param name="Windows">Scores of 4-second stretches, 1 second apart.</param>
-public sealed record MarkSearch(bool Detected, double Score, uint? Tag, bool PayloadValid, double Seconds, IReadOnlyList<MarkWindow> Windows);
+public sealed record MarkSearch(bool Detected, double Score, double Threshold, uint? Tag, bool PayloadValid, double Seconds, IReadOnlyList<MarkWindow> Windows);
 
 /// <summary>A stretch of the clip (seconds) and the mark's score in it.</summary>
 public sealed record MarkWindow(double Start, double End, double Score);

@@ -23,9 +23,6 @@ public sealed record DetectionResponse(bool Detected, double Score, double Thres
 /// <summary>/v1/provenance: was a clip made by this Timbre, and which clip was it.</summary>
 public static class ProvenanceApi
 {
-    /// <summary>The detector's decision threshold (timbre/provenance/detect.py, THRESHOLD).</summary>
-    public const double Threshold = 6.0;
-
     public static WebApplicationBuilder AddProvenance(this WebApplicationBuilder builder)
     {
         builder.Services.AddSingleton<ProvenanceKey>();
@@ -106,7 +103,7 @@ public static class ProvenanceApi
             var clip = found.Tag is { } tag && log.FindByTag(tag) is [var first, ..]
                 ? new DetectedClip(first.Id, first.CreatedAt, first.Voice, first.Engine)
                 : null;
-            return TypedResults.Ok(new DetectionResponse(found.Detected, found.Score, Threshold, found.PayloadValid, clip, found.Seconds, found.Windows));
+            return TypedResults.Ok(new DetectionResponse(found.Detected, found.Score, found.Threshold, found.PayloadValid, clip, found.Seconds, found.Windows));
         }
         catch (InvalidAudioException e)
         {

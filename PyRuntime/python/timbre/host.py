@@ -113,6 +113,7 @@ def provenance_detect(key_path: str, wav_path: str) -> str:
     return json.dumps({
         "detected": found.detected,
         "score": found.score,
+        "threshold": provenance.THRESHOLD,
         "tag": found.tag,
         "payload_valid": found.payload_valid,
         "seconds": round(found.seconds, 3),
