@@ -43,10 +43,20 @@ foreach (var path in paths)
     }
 }
 
+// The order of the paths within each round. A request that follows the other processes' requests finds
+// the server's caches cold: with the paths in a fixed rotation the path after the floor measured 6-12 ms
+// later first audio than the same code two places on, whichever path that was. A Williams design makes
+// each path follow every other path equally often over the sequence, so that carry-over falls on all alike.
+var orders = WilliamsOrders(paths.Length);
 var rows = new List<Row>();
 foreach (var c in options.Concurrency)
 {
     var rounds = Math.Max(1, (int)Math.Ceiling(options.Requests / (double)c));
+    if (rounds >= orders.Length)
+    {
+        // Whole passes through the design, so that it stays balanced.
+        rounds = (rounds + orders.Length - 1) / orders.Length * orders.Length;
+    }
     var results = paths.ToDictionary(p => p.Name, _ => new List<Result>());
     var serverFirst = paths.ToDictionary(p => p.Name, _ => (Sum: 0.0, Count: 0L));
     // CPU seconds spent on each path's requests by the process that serves them, and by this client.
@@ -61,9 +71,9 @@ foreach (var c in options.Concurrency)
     Console.Error.WriteLine($"bench: concurrency {c}, {rounds} rounds of {c} requests on each of {paths.Length} paths");
     for (var round = 0; round < rounds; round++)
     {
-        for (var k = 0; k < paths.Length; k++)
+        foreach (var index in orders[round % orders.Length])
         {
-            var path = paths[(round + k) % paths.Length];
+            var path = paths[index];
             var before = path.Timbre ? await ServerFirstAudioAsync(http, options) : default;
             var server = path.Name == Paths.Direct ? direct.Pid : path.Name == Paths.FastApi ? options.FastApiPid : options.TimbrePid;
             var (serverBefore, clientBefore) = (CpuSeconds(server), ClientCpuSeconds());
@@ -150,6 +160,25 @@ if (options.Concurrency.Contains(64))
 }
 
 static string Met(bool met) => met ? "met" : "NOT met";
+
+// A Williams square for n treatments: row i is 0, 1, n-1, 2, n-2, ... shifted by i; with n odd its
+// mirror rows are added, so that over all rows each ordered pair of neighbours occurs equally often.
+static int[][] WilliamsOrders(int n)
+{
+    var first = new int[n];
+    for (int k = 1, low = 1, high = n - 1; k < n; k++)
+    {
+        first[k] = k % 2 == 1 ? low++ : high--;
+    }
+
+    var rows = Enumerable.Range(0, n).Select(i => first.Select(t => (t + i) % n).ToArray()).ToList();
+    if (n % 2 == 1)
+    {
+        rows.AddRange(rows.Select(r => r.Reverse().ToArray()).ToList());
+    }
+
+    return [.. rows];
+}
 
 static string Ms(double seconds) => $"{seconds * 1000:0.0} ms";
 
