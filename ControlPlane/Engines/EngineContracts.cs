@@ -22,7 +22,9 @@ public sealed record EngineDescription(
     IReadOnlyList<string> Speakers,
     string License,
     bool Loaded,
-    bool Default);
+    bool Default,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<RemoteEndpointState>? Endpoints = null);
 
 /// <summary>A sample as enrolment receives it: the stored (normalised) copy, the unnormalised decode, its name and transcript.</summary>
 public sealed record EnrolmentSample(string Path, string Raw, string Name, string? Transcript);

@@ -28,6 +28,7 @@ public sealed partial class EngineHost(
     private readonly ConcurrentDictionary<string, EngineDescription> descriptions = new();
     private readonly ConcurrentDictionary<string, EngineUse> use = new();
     private readonly TimbreOptions settings = options.Value;
+    private readonly Dictionary<string, RemoteEngine> remotes = RemoteEnginesOf(options.Value.Engine, logger);
     private PythonRuntime? runtime;
     private int activeStreams;
     private volatile bool ready;
@@ -39,6 +40,32 @@ public sealed partial class EngineHost(
     public int ActiveStreams => Volatile.Read(ref activeStreams);
 
     public string DefaultEngine => settings.Engine.Default;
+
+    /// <summary>Every engine a request may name, local and remote.</summary>
+    public IEnumerable<string> Names => settings.Engine.Names;
+
+    public bool Exists(string engine) => settings.Engine.Exists(engine);
+
+    /// <summary>True for an engine served by other machines (Timbre:Engine:Remote).</summary>
+    public bool IsRemote(string engine) => remotes.ContainsKey(engine);
+
+    private static Dictionary<string, RemoteEngine> RemoteEnginesOf(EngineOptions engines, ILogger logger)
+    {
+        if (engines.Remote.Count == 0)
+        {
+            return [];
+        }
+
+        // One client for every remote engine: its connection pool is per endpoint. Requests end by
+        // their own tokens (first-audio timeout, the caller leaving, the request's deadline).
+        var http = new HttpClient(new SocketsHttpHandler
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        })
+        { Timeout = Timeout.InfiniteTimeSpan };
+        return engines.Remote.ToDictionary(r => r.Key, r => new RemoteEngine(r.Key, r.Value, http, logger), StringComparer.Ordinal);
+    }
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -60,6 +87,18 @@ public sealed partial class EngineHost(
             LogEngineDescribed(logger, name, description.Available, description.Reason ?? "");
         }
 
+        foreach (var (name, remote) in remotes)
+        {
+            var json = await Translate(Runtime.InvokeAsync(py =>
+            {
+                using var result = py.Call(HostModule, "remote_describe", remote.Options.Kind, name, remote.Options.Model);
+                return result.AsString();
+            }, cancellationToken));
+            descriptions[name] = JsonSerializer.Deserialize<EngineDescription>(json, JsonOptions)!;
+            var endpoints = string.Join(", ", remote.Options.Endpoints);
+            LogRemoteEngine(logger, name, remote.Options.Kind, endpoints);
+        }
+
         if (Describe(DefaultEngine) is { Available: false } unusable)
         {
             throw new InvalidOperationException(
@@ -71,13 +110,29 @@ public sealed partial class EngineHost(
         ready = true;
     }
 
-    /// <summary>What an engine is and whether it can run here, as described at start-up; null for an unknown name.</summary>
-    public EngineDescription? Describe(string engine) => descriptions.GetValueOrDefault(engine);
+    /// <summary>What an engine is and whether it can run here, as described at start-up (a remote one: now); null for an unknown name.</summary>
+    public EngineDescription? Describe(string engine)
+    {
+        var description = descriptions.GetValueOrDefault(engine);
+        if (description is null || !remotes.TryGetValue(engine, out var remote))
+        {
+            return description;
+        }
+
+        var usable = remote.Usable;
+        return description with
+        {
+            Available = usable,
+            Reason = usable ? null : "every endpoint failed recently and is skipped for now; see endpoints",
+            Loaded = usable,
+            Endpoints = remote.Endpoints,
+        };
+    }
 
     /// <summary>Every engine with its availability and whether it is loaded now.</summary>
     public IReadOnlyList<EngineDescription> List() =>
-        EngineOptions.Known.Select(Describe).OfType<EngineDescription>()
-            .Select(d => d with { Loaded = loaded.TryGetValue(d.Name, out var t) && t.IsCompletedSuccessfully, Default = d.Name == DefaultEngine })
+        Names.Select(Describe).OfType<EngineDescription>()
+            .Select(d => d with { Loaded = d.Loaded || (loaded.TryGetValue(d.Name, out var t) && t.IsCompletedSuccessfully), Default = d.Name == DefaultEngine })
             .ToList();
 
     private async Task<EngineDescription> DescribeAsync(string engine, CancellationToken cancellationToken)
@@ -96,6 +151,12 @@ public sealed partial class EngineHost(
     /// <summary>Loads an engine once; concurrent callers share the same load, and a failed load is retried next time.</summary>
     public Task<EngineInfo> LoadAsync(string engine, CancellationToken cancellationToken)
     {
+        if (remotes.ContainsKey(engine))
+        {
+            // Loaded where it runs; its description holds what a caller needs.
+            return Task.FromResult(new EngineInfo(engine, RemoteEngine.SampleRate, Describe(engine)?.Languages ?? []));
+        }
+
         var python = Runtime;
         Touch(engine);
         var task = loaded.GetOrAdd(engine, name =>
@@ -182,6 +243,12 @@ public sealed partial class EngineHost(
     public async Task<Dictionary<string, JsonElement>> PrepareVoiceAsync(
         string engine, string voiceDirectory, IReadOnlyList<EngineSample> samples, CancellationToken cancellationToken)
     {
+        if (remotes.ContainsKey(engine))
+        {
+            // A remote engine prepares a voice where it runs, from what each request sends.
+            return [];
+        }
+
         await LoadAsync(engine, cancellationToken);
         var samplesJson = JsonSerializer.Serialize(samples, JsonOptions);
         var json = await Translate(Runtime.InvokeAsync(py =>
@@ -273,11 +340,13 @@ public sealed partial class EngineHost(
         await LoadAsync(engine, cancellationToken);
         var samplesJson = JsonSerializer.Serialize(samples, JsonOptions);
         var requestJson = JsonSerializer.Serialize(request, JsonOptions);
-        var chunks = Runtime.StreamAsync(
-            py => py.Call(HostModule, "stream", engine, voiceDirectory, samplesJson, requestJson),
-            (_, item) => item.AsFloatArray(),
-            StreamReadAhead,
-            cancellationToken);
+        var chunks = remotes.TryGetValue(engine, out var remote)
+            ? await RemoteStreamAsync(remote, samplesJson, requestJson, request.Mark, cancellationToken)
+            : Runtime.StreamAsync(
+                py => py.Call(HostModule, "stream", engine, voiceDirectory, samplesJson, requestJson),
+                (_, item) => item.AsFloatArray(),
+                StreamReadAhead,
+                cancellationToken);
         var state = Touch(engine);
         Interlocked.Increment(ref state.Active);
         Interlocked.Increment(ref activeStreams);
@@ -306,6 +375,65 @@ public sealed partial class EngineHost(
             Interlocked.Decrement(ref activeStreams);
             Interlocked.Decrement(ref state.Active);
             Touch(engine);
+        }
+    }
+
+    /// <summary>
+    /// A remote engine's audio, marked here as the local engines' audio is marked in Python (host.py's
+    /// stream): the server that made it does not carry this install's key.
+    /// </summary>
+    private async Task<IAsyncEnumerable<float[]>> RemoteStreamAsync(RemoteEngine remote, string samplesJson, string requestJson, EngineMark? mark, CancellationToken cancellationToken)
+    {
+        // Checked before any endpoint is called: a request that says nothing of the mark is refused, never left unmarked.
+        ArgumentNullException.ThrowIfNull(mark, "request.Mark");
+        var body = await Translate(Runtime.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "remote_body", remote.Options.Kind, remote.Options.Model, samplesJson, requestJson);
+            return result.AsString();
+        }, cancellationToken));
+        return Marked(remote.StreamAsync(body, cancellationToken), mark, RemoteEngine.SampleRate, cancellationToken);
+    }
+
+    private async IAsyncEnumerable<float[]> Marked(IAsyncEnumerable<float[]> chunks, EngineMark mark, int sampleRate, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (mark.Tag is not { } tag)
+        {
+            // The owner turned marking off for the whole server (logged as critical at start).
+            await foreach (var chunk in chunks.WithCancellation(cancellationToken))
+            {
+                yield return chunk;
+            }
+
+            yield break;
+        }
+
+        var python = Runtime;
+        await using var marker = await Translate(python.InvokeAsync(py =>
+        {
+            using var m = py.Call(HostModule, "mark_open", mark.Key, tag, sampleRate);
+            return m.Keep(py.Runtime);
+        }, cancellationToken));
+        await foreach (var chunk in chunks.WithCancellation(cancellationToken))
+        {
+            var marked = await Translate(python.InvokeAsync(py =>
+            {
+                using var result = py.Call(HostModule, "mark_push", marker, chunk);
+                return result.AsFloatArray();
+            }, cancellationToken));
+            if (marked.Length > 0)
+            {
+                yield return marked;
+            }
+        }
+
+        var tail = await Translate(python.InvokeAsync(py =>
+        {
+            using var result = py.Call(HostModule, "mark_finish", marker);
+            return result.AsFloatArray();
+        }, cancellationToken));
+        if (tail.Length > 0)
+        {
+            yield return tail;
         }
     }
 
@@ -352,6 +480,9 @@ public sealed partial class EngineHost(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine}: available={Available} {Reason}")]
     private static partial void LogEngineDescribed(ILogger logger, string engine, bool available, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine} ({Kind}) on {Endpoints}")]
+    private static partial void LogRemoteEngine(ILogger logger, string engine, string kind, string endpoints);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} unloaded after {Minutes} idle minutes")]
     private static partial void LogEngineUnloaded(ILogger logger, string engine, double minutes);

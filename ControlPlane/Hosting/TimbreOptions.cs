@@ -132,6 +132,15 @@ public sealed class EngineOptions
 
     public XttsEngineOptions Xtts { get; set; } = new();
 
+    /// <summary>Engines that run elsewhere, by the name requests use (Timbre:Engine:Remote:&lt;name&gt;).</summary>
+    public Dictionary<string, RemoteEngineOptions> Remote { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Every engine a request may name: the local ones, then the remote ones.</summary>
+    public IEnumerable<string> Names => Known.Concat(Remote.Keys.Order(StringComparer.Ordinal));
+
+    /// <summary>True for a local or a configured remote engine.</summary>
+    public bool Exists(string engine) => Names.Contains(engine, StringComparer.Ordinal);
+
     /// <summary>The engine's settings as the Python engine's constructor takes them.</summary>
     public object For(string engine) => engine switch
     {
@@ -139,6 +148,33 @@ public sealed class EngineOptions
         "xtts" => Xtts,
         _ => Classic,
     };
+}
+
+/// <summary>An engine served by other machines (README, "Scaling out").</summary>
+public sealed class RemoteEngineOptions
+{
+    public const string OpenAiSpeech = "openai-speech";
+
+    /// <summary>openai-speech: vLLM-Omni serving Qwen3-TTS, or any server with its POST /v1/audio/speech contract.</summary>
+    public string Kind { get; set; } = "";
+
+    /// <summary>Base URLs of the servers; a request goes to the least loaded healthy one.</summary>
+    public List<string> Endpoints { get; set; } = [];
+
+    /// <summary>Sent as a bearer token (vLLM's --api-key).</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>The model the servers run (a Qwen3-TTS checkpoint id or folder): it decides cloning, speakers or voice design.</summary>
+    public string Model { get; set; } = "";
+
+    /// <summary>Streams one endpoint runs at once; keep it at or below the server's --max-num-seqs.</summary>
+    public int Concurrency { get; set; } = 1;
+
+    /// <summary>An endpoint that sends no audio this long after a request is given up for the next one.</summary>
+    public double FirstAudioTimeoutSeconds { get; set; } = 20;
+
+    /// <summary>How long an endpoint that keeps failing is skipped before a request tries it again.</summary>
+    public double BreakSeconds { get; set; } = 15;
 }
 
 public sealed class ClassicEngineOptions
@@ -202,7 +238,7 @@ public sealed class LimitOptions
 }
 
 /// <summary>Rejects a configuration that cannot work, saying which key to change.</summary>
-public sealed class TimbreOptionsValidator(IConfiguration configuration) : IValidateOptions<TimbreOptions>
+public sealed partial class TimbreOptionsValidator(IConfiguration configuration) : IValidateOptions<TimbreOptions>
 {
     public ValidateOptionsResult Validate(string? name, TimbreOptions options)
     {
@@ -214,9 +250,10 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
             errors.Add("Timbre:DataDirectory is empty: set it to a writable folder for the voice library.");
         }
 
-        if (!EngineOptions.Known.Contains(options.Engine.Default))
+        ValidateRemote(options.Engine, errors);
+        if (!options.Engine.Exists(options.Engine.Default))
         {
-            errors.Add($"Timbre:Engine:Default is '{options.Engine.Default}': use one of {string.Join(", ", EngineOptions.Known)}.");
+            errors.Add($"Timbre:Engine:Default is '{options.Engine.Default}': use one of {string.Join(", ", options.Engine.Names)}.");
         }
 
         if (options.Engine.IdleUnloadMinutes < 0 || double.IsNaN(options.Engine.IdleUnloadMinutes))
@@ -276,6 +313,50 @@ public sealed class TimbreOptionsValidator(IConfiguration configuration) : IVali
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
+
+    private static void ValidateRemote(EngineOptions engines, List<string> errors)
+    {
+        foreach (var (name, remote) in engines.Remote)
+        {
+            var key = $"Timbre:Engine:Remote:{name}";
+            if (EngineOptions.Known.Contains(name, StringComparer.OrdinalIgnoreCase) || !RemoteName().IsMatch(name))
+            {
+                errors.Add($"{key}: a remote engine's name must be lower-case letters, digits and dashes (at most 32), and not {string.Join(", ", EngineOptions.Known)}.");
+            }
+
+            if (remote.Kind != RemoteEngineOptions.OpenAiSpeech)
+            {
+                errors.Add($"{key}:Kind is '{remote.Kind}': use {RemoteEngineOptions.OpenAiSpeech} (vLLM-Omni or a server with its /v1/audio/speech contract).");
+            }
+
+            if (remote.Endpoints.Count == 0)
+            {
+                errors.Add($"{key}:Endpoints is empty: list the servers' base URLs ({key}:Endpoints:0=http://gpu-box:8091).");
+            }
+
+            foreach (var endpoint in remote.Endpoints)
+            {
+                if (!Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || !string.IsNullOrEmpty(uri.Query))
+                {
+                    errors.Add($"{key}:Endpoints holds '{endpoint}': use an http:// or https:// base URL such as http://gpu-box:8091.");
+                }
+            }
+
+            if (remote.Concurrency is < 1 or > 256)
+            {
+                errors.Add($"{key}:Concurrency is {remote.Concurrency}: use 1 to 256 streams per endpoint (at most the server's --max-num-seqs).");
+            }
+
+            if (remote.FirstAudioTimeoutSeconds is <= 0 or > 600 || double.IsNaN(remote.FirstAudioTimeoutSeconds)
+                || remote.BreakSeconds is < 0.1 or > 3600 || double.IsNaN(remote.BreakSeconds))
+            {
+                errors.Add($"{key}: FirstAudioTimeoutSeconds must be more than 0 and at most 600, BreakSeconds between 0.1 and 3600.");
+            }
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-z][a-z0-9-]{0,31}$")]
+    private static partial System.Text.RegularExpressions.Regex RemoteName();
 
     private static void ValidateSpeech(SpeechOptions speech, List<string> errors)
     {

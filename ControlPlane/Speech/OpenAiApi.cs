@@ -39,10 +39,10 @@ public static class OpenAiApi
             return Problems.Create(400, "Send a JSON body such as {\"model\": \"tts-1\", \"input\": \"Hello\", \"voice\": \"ada\"}.", openAi: true);
         }
 
-        var engine = EngineOf(body.Model, engines.DefaultEngine);
+        var engine = EngineOf(body.Model, engines);
         if (engine is null)
         {
-            return Problems.Create(400, $"model '{body.Model}' does not exist; use one of {string.Join(", ", ModelIds(engines.DefaultEngine))}.", "model", openAi: true);
+            return Problems.Create(400, $"model '{body.Model}' does not exist; use one of {string.Join(", ", ModelIds(engines))}.", "model", openAi: true);
         }
 
         var format = (body.ResponseFormat ?? "mp3").ToLowerInvariant();
@@ -96,10 +96,10 @@ public static class OpenAiApi
     }
 
     public static Ok<ModelList> Models(EngineHost engines) =>
-        TypedResults.Ok(new ModelList("list", ModelIds(engines.DefaultEngine).Select(Describe).ToList()));
+        TypedResults.Ok(new ModelList("list", ModelIds(engines).Select(Describe).ToList()));
 
     public static Results<Ok<ModelInfo>, ProblemHttpResult> Model(string id, EngineHost engines) =>
-        ModelIds(engines.DefaultEngine).Contains(id)
+        ModelIds(engines).Contains(id)
             ? TypedResults.Ok(Describe(id))
             : Problems.Create(404, $"No model '{id}'; GET /v1/models lists them.", openAi: true);
 
@@ -109,17 +109,17 @@ public static class OpenAiApi
         return TypedResults.Ok(new VoiceList(voices.List().Select(v => new VoiceEntry(v.Id, v.Name, v.Language, v.Id == fallback)).ToList()));
     }
 
-    private static string? EngineOf(string? model, string defaultEngine)
+    private static string? EngineOf(string? model, EngineHost engines)
     {
         if (string.IsNullOrWhiteSpace(model) || Aliases.Contains(model, StringComparer.OrdinalIgnoreCase))
         {
-            return defaultEngine;
+            return engines.DefaultEngine;
         }
 
-        return EngineOptions.Known.FirstOrDefault(e => e.Equals(model, StringComparison.OrdinalIgnoreCase));
+        return engines.Names.FirstOrDefault(e => e.Equals(model, StringComparison.OrdinalIgnoreCase));
     }
 
-    private static IEnumerable<string> ModelIds(string defaultEngine) => EngineOptions.Known.Concat(Aliases);
+    private static IEnumerable<string> ModelIds(EngineHost engines) => engines.Names.Concat(Aliases);
 
     private static ModelInfo Describe(string id) => new(id, "model", 0, "timbre");
 }

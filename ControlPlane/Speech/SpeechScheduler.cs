@@ -19,7 +19,12 @@ public sealed class SpeechScheduler
     public SpeechScheduler(IOptions<TimbreOptions> options, TimbreMetrics metrics)
     {
         var speech = options.Value.Speech;
-        lanes = EngineOptions.Known.ToDictionary(e => e, e => new Lane(speech.ConcurrencyOf(e), speech.QueueLength), StringComparer.OrdinalIgnoreCase);
+        var engines = options.Value.Engine;
+        // A remote engine runs as many streams as its endpoints together; each endpoint's share is RemoteEngine's.
+        lanes = engines.Names.ToDictionary(
+            e => e,
+            e => new Lane(engines.Remote.TryGetValue(e, out var remote) ? remote.Concurrency * remote.Endpoints.Count : speech.ConcurrencyOf(e), speech.QueueLength),
+            StringComparer.OrdinalIgnoreCase);
         metrics.AddGauges(() => lanes.SelectMany(l => new[]
         {
             new TimbreMetrics.Gauge("timbre_queue_depth", "Requests waiting for an engine slot.", $"engine=\"{l.Key}\"", l.Value.Waiting),

@@ -65,13 +65,14 @@ public sealed partial class Synthesizer(
         }
 
         var engine = input.Engine ?? engines.DefaultEngine;
-        if (!EngineOptions.Known.Contains(engine))
+        if (!engines.Exists(engine))
         {
-            return Fail(400, $"{fields.Engine} '{engine}' does not exist; use one of {string.Join(", ", EngineOptions.Known)}.", fields.Engine);
+            return Fail(400, $"{fields.Engine} '{engine}' does not exist; use one of {string.Join(", ", engines.Names)}.", fields.Engine);
         }
 
         var description = engines.Describe(engine);
-        if (description is { Available: false })
+        // A remote engine whose endpoints all failed recently answers 503 when it is tried: that passes.
+        if (description is { Available: false } && !engines.IsRemote(engine))
         {
             var usable = engines.List().Where(d => d.Available).Select(d => d.Name);
             return Fail(400, $"{fields.Engine} '{engine}' is not available on this server: {description.Reason}. Use one of {string.Join(", ", usable)} (GET /v1/engines).", fields.Engine);

@@ -148,3 +148,35 @@ def stream(name: str, voice_dir: str, samples_json: str, request_json: str) -> I
         tail = marker.finish()
         if len(tail):
             yield tail
+
+
+def remote_describe(kind: str, name: str, model: str) -> str:
+    """A remote engine's description, from what its configuration says it serves."""
+    from . import remote
+
+    if kind != "openai-speech":
+        raise ValueError(f"no description for remote kind {kind!r}")
+    return json.dumps(remote.describe_openai_speech(name, model))
+
+
+def remote_body(kind: str, model: str, samples_json: str, request_json: str) -> str:
+    """The request body a remote engine of this kind is sent (timbre/remote.py)."""
+    from . import remote
+
+    if kind != "openai-speech":
+        raise ValueError(f"no request body for remote kind {kind!r}")
+    return json.dumps(remote.openai_speech_body(model, json.loads(request_json), _samples(samples_json)))
+
+
+def mark_open(key_path: str, tag: int, sample_rate: int) -> provenance.Marker:
+    """A marker for audio made elsewhere: a remote engine's stream is marked on the front, chunk by chunk."""
+    return provenance.Marker(_pattern(key_path), int(tag), int(sample_rate))
+
+
+def mark_push(marker: provenance.Marker, samples: bytes) -> np.ndarray:
+    """Float32 samples in (as bytes); the part now final, marked, out."""
+    return np.ascontiguousarray(marker.push(np.frombuffer(samples, dtype=np.float32)), dtype=np.float32)
+
+
+def mark_finish(marker: provenance.Marker) -> np.ndarray:
+    return np.ascontiguousarray(marker.finish(), dtype=np.float32)

@@ -1,0 +1,570 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Polly;
+using Polly.CircuitBreaker;
+using Timbre.ControlPlane.Hosting;
+
+namespace Timbre.ControlPlane.Engines;
+
+/// <summary>How one endpoint of a remote engine stands (GET /v1/engines).</summary>
+/// <param name="Url">The endpoint's base URL.</param>
+/// <param name="State">closed (in use), open (skipped after failures until it is tried again) or half-open (being tried again).</param>
+/// <param name="InFlight">Streams it serves now.</param>
+/// <param name="LastError">Why it last failed, if it did.</param>
+public sealed record RemoteEndpointState(string Url, string State, int InFlight, string? LastError);
+
+/// <summary>
+/// An engine served by other machines with the OpenAI speech contract (vLLM-Omni): picks the least
+/// loaded healthy endpoint, moves to another when one fails before its first audio, and skips one
+/// that keeps failing (a circuit breaker per endpoint) until a later request tries it again.
+/// </summary>
+/// <remarks>
+/// Only the connection and the wait for first audio are retried: once audio has gone to the caller, a
+/// failure ends the stream with an error, since another endpoint would start the text again. A caller
+/// that leaves cancels the upstream request, which closes its connection so that the server stops.
+/// </remarks>
+public sealed partial class RemoteEngine
+{
+    /// <summary>The sample rate of the contract's PCM (s16le, mono).</summary>
+    public const int SampleRate = 24000;
+
+    private readonly Endpoint[] endpoints;
+    private readonly HttpClient http;
+    private readonly ILogger logger;
+    private int turn;
+
+    public RemoteEngine(string name, RemoteEngineOptions options, HttpClient http, ILogger logger)
+    {
+        Name = name;
+        Options = options;
+        this.http = http;
+        this.logger = logger;
+        endpoints = [.. options.Endpoints.Select(url => new Endpoint(this, new Uri(url.EndsWith('/') ? url : url + "/")))];
+    }
+
+    public string Name { get; }
+
+    public RemoteEngineOptions Options { get; }
+
+    public IReadOnlyList<RemoteEndpointState> Endpoints => [.. endpoints.Select(e => e.Describe())];
+
+    /// <summary>True while any endpoint may be tried (its breaker is not open).</summary>
+    public bool Usable => endpoints.Any(e => !e.Broken);
+
+    /// <summary>
+    /// Streams speech for <paramref name="bodyJson"/> (a POST /v1/audio/speech body) as float32 chunks
+    /// at <see cref="SampleRate"/>, unmarked: the caller marks them.
+    /// </summary>
+    /// <exception cref="EngineInputException">The server refused the request as invalid (400/422): not retried.</exception>
+    /// <exception cref="EngineUnavailableException">No endpoint produced first audio.</exception>
+    /// <exception cref="EngineFailedException">The endpoint failed after audio had been sent.</exception>
+    public async IAsyncEnumerable<float[]> StreamAsync(string bodyJson, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var stream = await OpenAsync(bodyJson, cancellationToken);
+        try
+        {
+            while (await stream.ReadAsync(cancellationToken) is { } chunk)
+            {
+                yield return chunk;
+            }
+        }
+        finally
+        {
+            await stream.DisposeAsync();
+            stream.Endpoint.Leave();
+        }
+    }
+
+    /// <summary>The first endpoint, in order of load, that answers with audio; its first chunk is read.</summary>
+    private async Task<UpstreamStream> OpenAsync(string bodyJson, CancellationToken cancellationToken)
+    {
+        var tried = new HashSet<Endpoint>();
+        var failures = new List<string>();
+        while (Enter(tried) is { } endpoint)
+        {
+            tried.Add(endpoint);
+            try
+            {
+                return await endpoint.Breaker.ExecuteAsync(
+                    static async (state, ct) => await state.endpoint.Owner.StartAsync(state.endpoint, state.bodyJson, ct),
+                    (endpoint, bodyJson),
+                    cancellationToken);
+            }
+            catch (BrokenCircuitException)
+            {
+                // Opened (or being probed by another request) since it was picked.
+                endpoint.Leave();
+            }
+            catch (EndpointFailedException e)
+            {
+                endpoint.Leave();
+                endpoint.LastError = e.Message;
+                failures.Add($"{endpoint.Url}: {e.Message}");
+                LogEndpointFailed(logger, Name, endpoint.Text, e.Message);
+            }
+            catch
+            {
+                endpoint.Leave();
+                throw;
+            }
+        }
+
+        var why = failures.Count > 0 ? string.Join("; ", failures) : "every endpoint failed recently and is skipped for now";
+        throw new EngineUnavailableException(
+            $"The remote engine '{Name}' could not start this request: {why}. Check that its servers run (GET /v1/engines shows each endpoint), or choose another engine.");
+    }
+
+    /// <summary>
+    /// The least loaded endpoint not yet tried whose breaker lets requests through, counted in at once so
+    /// that requests arriving together spread; ties go round the list.
+    /// </summary>
+    private Endpoint? Enter(HashSet<Endpoint> tried)
+    {
+        lock (endpoints)
+        {
+            var best = Pick(tried);
+            best?.Enter();
+            return best;
+        }
+    }
+
+    private Endpoint? Pick(HashSet<Endpoint> tried)
+    {
+        var start = ++turn;
+        Endpoint? best = null;
+        for (var i = 0; i < endpoints.Length; i++)
+        {
+            var e = endpoints[(int)((uint)(start + i) % (uint)endpoints.Length)];
+            if (tried.Contains(e) || e.Broken)
+            {
+                continue;
+            }
+
+            if (best is null || e.InFlight < best.InFlight)
+            {
+                best = e;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>Sends the request to one endpoint and waits for its first audio, within FirstAudioTimeoutSeconds.</summary>
+    private async Task<UpstreamStream> StartAsync(Endpoint endpoint, string bodyJson, CancellationToken cancellationToken)
+    {
+        using var firstAudio = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        firstAudio.CancelAfter(TimeSpan.FromSeconds(Options.FirstAudioTimeoutSeconds));
+        HttpResponseMessage? response = null;
+        UpstreamStream? stream = null;
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(endpoint.Url, "v1/audio/speech"))
+            {
+                Content = new StringContent(bodyJson, Encoding.UTF8, "application/json"),
+            };
+            if (!string.IsNullOrEmpty(Options.ApiKey))
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Options.ApiKey);
+            }
+
+            response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, firstAudio.Token);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw await RefusalAsync(endpoint, response, firstAudio.Token);
+            }
+
+            stream = UpstreamStream.Of(this, endpoint, response, await response.Content.ReadAsStreamAsync(firstAudio.Token));
+            response = null;
+            await stream.ReadFirstAsync(firstAudio.Token);
+            var opened = stream;
+            stream = null;
+            return opened;
+        }
+        catch (OperationCanceledException) when (firstAudio.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new EndpointFailedException($"no audio within {Options.FirstAudioTimeoutSeconds:0.#} s (FirstAudioTimeoutSeconds)");
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException)
+        {
+            throw new EndpointFailedException(e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message);
+        }
+        finally
+        {
+            response?.Dispose();
+            if (stream is not null)
+            {
+                await stream.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>The exception for a refused request: the caller's fault (400, 422) or the endpoint's (the rest).</summary>
+    private async Task<Exception> RefusalAsync(Endpoint endpoint, HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        var status = (int)response.StatusCode;
+        string text;
+        try
+        {
+            text = await response.Content.ReadAsStringAsync(cancellationToken);
+        }
+        catch (HttpRequestException)
+        {
+            text = "";
+        }
+
+        var (message, param) = ErrorOf(text);
+        if (response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.UnprocessableEntity)
+        {
+            return new EngineInputException($"The remote engine '{Name}' refused the request: {message ?? $"HTTP {status}"}", FieldOf(param));
+        }
+
+        var hint = response.StatusCode switch
+        {
+            HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => $" (check Timbre:Engine:Remote:{Name}:ApiKey)",
+            HttpStatusCode.NotFound => $" (check Timbre:Engine:Remote:{Name}:Model and that {endpoint.Url} serves /v1/audio/speech)",
+            _ => "",
+        };
+        return new EndpointFailedException($"HTTP {status}{(message is null ? "" : $": {message}")}{hint}");
+    }
+
+    /// <summary>vLLM's {"error": {"message", "param"}}, FastAPI's {"detail"}, or nothing readable.</summary>
+    private static (string? Message, string? Param) ErrorOf(string text)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(text);
+            var root = json.RootElement;
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("error", out var error))
+            {
+                if (error.ValueKind == JsonValueKind.String)
+                {
+                    return (error.GetString(), null);
+                }
+
+                var message = error.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String ? m.GetString() : null;
+                var param = error.TryGetProperty("param", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
+                return (message, param);
+            }
+
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("detail", out var detail))
+            {
+                return (detail.ValueKind == JsonValueKind.String ? detail.GetString() : detail.GetRawText(), null);
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        return (string.IsNullOrWhiteSpace(text) ? null : text.Length > 300 ? text[..300] : text, null);
+    }
+
+    /// <summary>The contract's field in Timbre's words.</summary>
+    private static string? FieldOf(string? param) => param switch
+    {
+        "input" => "text",
+        "voice" or "ref_audio" or "ref_text" => "voice",
+        "language" or "speed" or "instructions" => param,
+        _ => null,
+    };
+
+    /// <summary>The server broke or could not be reached; another endpoint may serve the request.</summary>
+    private sealed class EndpointFailedException(string message) : Exception(message);
+
+    private sealed class Endpoint
+    {
+        private int inFlight;
+        private long retryAt;
+
+        public Endpoint(RemoteEngine owner, Uri url)
+        {
+            Owner = owner;
+            Url = url;
+            var text = url.ToString();
+            Breaker = new ResiliencePipelineBuilder<UpstreamStream>()
+                .AddCircuitBreaker(new CircuitBreakerStrategyOptions<UpstreamStream>
+                {
+                    // Two failures in a row open it: a dead server refuses connections at once, and a
+                    // request moved to another endpoint costs little, so there is no need to wait for more.
+                    FailureRatio = 0.5,
+                    MinimumThroughput = 2,
+                    SamplingDuration = TimeSpan.FromSeconds(30),
+                    BreakDuration = TimeSpan.FromSeconds(owner.Options.BreakSeconds),
+                    ShouldHandle = new PredicateBuilder<UpstreamStream>().Handle<EndpointFailedException>(),
+                    OnOpened = args =>
+                    {
+                        Volatile.Write(ref retryAt, TimeProvider.System.GetTimestamp() + (long)(args.BreakDuration.TotalSeconds * TimeProvider.System.TimestampFrequency));
+                        LogOpened(owner.logger, owner.Name, text, owner.Options.BreakSeconds);
+                        return ValueTask.CompletedTask;
+                    },
+                    OnClosed = _ =>
+                    {
+                        LogClosed(owner.logger, owner.Name, text);
+                        LastError = null;
+                        return ValueTask.CompletedTask;
+                    },
+                    StateProvider = State,
+                })
+                .Build();
+        }
+
+        public RemoteEngine Owner { get; }
+
+        public Uri Url { get; }
+
+        public string Text => Url.ToString();
+
+        public CircuitBreakerStateProvider State { get; } = new();
+
+        public ResiliencePipeline<UpstreamStream> Breaker { get; }
+
+        public int InFlight => Volatile.Read(ref inFlight);
+
+        /// <summary>
+        /// Skipped: its breaker opened after failures and the break is not over. (The breaker reports Open
+        /// until a request tries it after the break, so the break's end is kept here.)
+        /// </summary>
+        public bool Broken => State.CircuitState switch
+        {
+            CircuitState.Isolated => true,
+            CircuitState.Open => TimeProvider.System.GetTimestamp() < Volatile.Read(ref retryAt),
+            _ => false,
+        };
+
+        public string? LastError { get; set; }
+
+        public void Enter() => Interlocked.Increment(ref inFlight);
+
+        public void Leave() => Interlocked.Decrement(ref inFlight);
+
+        public RemoteEndpointState Describe() => new(Url.ToString().TrimEnd('/'), State.CircuitState switch
+        {
+            CircuitState.Open or CircuitState.Isolated => "open",
+            CircuitState.HalfOpen => "half-open",
+            _ => "closed",
+        }, InFlight, LastError);
+    }
+
+    /// <summary>One upstream response being read: raw PCM (audio/pcm, audio/wav) or OpenAI speech SSE events.</summary>
+    private abstract class UpstreamStream(RemoteEngine owner, Endpoint endpoint, HttpResponseMessage response) : IAsyncDisposable
+    {
+        private float[]? first;
+        private int disposed;
+
+        public Endpoint Endpoint => endpoint;
+
+        public static UpstreamStream Of(RemoteEngine owner, Endpoint endpoint, HttpResponseMessage response, Stream body)
+        {
+            var type = response.Content.Headers.ContentType?.MediaType ?? "";
+            return type.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase)
+                ? new SseStream(owner, endpoint, response, body)
+                : new PcmStream(owner, endpoint, response, body, wav: type.Contains("wav", StringComparison.OrdinalIgnoreCase));
+        }
+
+        /// <summary>Reads until the first audio, so that an endpoint that answers but sends nothing counts as failed.</summary>
+        public async Task ReadFirstAsync(CancellationToken cancellationToken)
+        {
+            first = await NextAsync(cancellationToken) ?? throw new EndpointFailedException("the response ended without audio");
+        }
+
+        /// <summary>The next chunk, null at the end.</summary>
+        public async Task<float[]?> ReadAsync(CancellationToken cancellationToken)
+        {
+            if (first is { } f)
+            {
+                first = null;
+                return f;
+            }
+
+            try
+            {
+                return await NextAsync(cancellationToken);
+            }
+            catch (Exception e) when (e is HttpRequestException or IOException or EndpointFailedException)
+            {
+                endpoint.LastError = e.Message;
+                throw new EngineFailedException($"The remote engine '{owner.Name}' stopped in the middle of the audio ({endpoint.Url}: {e.Message}).", e);
+            }
+        }
+
+        protected abstract Task<float[]?> NextAsync(CancellationToken cancellationToken);
+
+        public virtual ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref disposed, 1) == 0)
+            {
+                // Disposing an unfinished response closes its connection: the server sees the request aborted.
+                response.Dispose();
+            }
+
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    /// <summary>s16le mono PCM as the bytes arrive, with a WAV header skipped when the server sends one.</summary>
+    private sealed class PcmStream(RemoteEngine owner, Endpoint endpoint, HttpResponseMessage response, Stream body, bool wav)
+        : UpstreamStream(owner, endpoint, response)
+    {
+        private readonly byte[] buffer = new byte[16 * 1024];
+        private int carried;
+        private bool headerSkipped = !wav;
+
+        protected override async Task<float[]?> NextAsync(CancellationToken cancellationToken)
+        {
+            if (!headerSkipped)
+            {
+                await SkipWavHeaderAsync(cancellationToken);
+            }
+
+            while (true)
+            {
+                var n = await body.ReadAsync(buffer.AsMemory(carried), cancellationToken);
+                if (n == 0)
+                {
+                    return null;
+                }
+
+                var available = carried + n;
+                var whole = available & ~1;
+                if (whole == 0)
+                {
+                    carried = available;
+                    continue;
+                }
+
+                var samples = new float[whole / 2];
+                for (var i = 0; i < samples.Length; i++)
+                {
+                    samples[i] = BinaryPrimitives.ReadInt16LittleEndian(buffer.AsSpan(2 * i)) / 32768f;
+                }
+
+                carried = available - whole;
+                if (carried > 0)
+                {
+                    buffer[0] = buffer[whole];
+                }
+
+                return samples;
+            }
+        }
+
+        /// <summary>RIFF chunks up to and including the "data" chunk's header; a streamed WAV gives no sizes to trust.</summary>
+        private async Task SkipWavHeaderAsync(CancellationToken cancellationToken)
+        {
+            var header = new byte[12];
+            await body.ReadExactlyAsync(header, cancellationToken);
+            if (!header.AsSpan(0, 4).SequenceEqual("RIFF"u8) || !header.AsSpan(8, 4).SequenceEqual("WAVE"u8))
+            {
+                throw new EndpointFailedException("the response says audio/wav but is not a WAV stream");
+            }
+
+            var chunk = new byte[8];
+            while (true)
+            {
+                await body.ReadExactlyAsync(chunk, cancellationToken);
+                if (chunk.AsSpan(0, 4).SequenceEqual("data"u8))
+                {
+                    break;
+                }
+
+                var size = BinaryPrimitives.ReadUInt32LittleEndian(chunk.AsSpan(4));
+                if (size > 1 << 20)
+                {
+                    throw new EndpointFailedException("the WAV stream's header is malformed");
+                }
+
+                var skip = new byte[size + (size & 1)];
+                await body.ReadExactlyAsync(skip, cancellationToken);
+            }
+
+            headerSkipped = true;
+        }
+    }
+
+    /// <summary>OpenAI speech SSE: speech.audio.delta (base64 PCM), speech.audio.done, speech.audio.error.</summary>
+    private sealed class SseStream(RemoteEngine owner, Endpoint endpoint, HttpResponseMessage response, Stream body)
+        : UpstreamStream(owner, endpoint, response)
+    {
+        private readonly StreamReader reader = new(body, Encoding.UTF8);
+        private bool done;
+
+        protected override async Task<float[]?> NextAsync(CancellationToken cancellationToken)
+        {
+            var data = new StringBuilder();
+            while (!done)
+            {
+                var line = await reader.ReadLineAsync(cancellationToken);
+                if (line is null)
+                {
+                    throw new EndpointFailedException("the event stream ended before speech.audio.done");
+                }
+
+                if (line.StartsWith("data:", StringComparison.Ordinal))
+                {
+                    data.Append(line.AsSpan(5).TrimStart());
+                    continue;
+                }
+
+                if (line.Length > 0 || data.Length == 0)
+                {
+                    continue;
+                }
+
+                var samples = Event(data.ToString());
+                data.Clear();
+                if (samples is { Length: > 0 })
+                {
+                    return samples;
+                }
+            }
+
+            return null;
+        }
+
+        private float[]? Event(string data)
+        {
+            using var json = JsonDocument.Parse(data);
+            var root = json.RootElement;
+            var type = root.TryGetProperty("type", out var t) ? t.GetString() : null;
+            switch (type)
+            {
+                case "speech.audio.delta":
+                    // OpenAI names the field "audio"; some vLLM-Omni versions "delta".
+                    var encoded = root.TryGetProperty("audio", out var a) ? a.GetString() : root.TryGetProperty("delta", out var d) ? d.GetString() : null;
+                    var bytes = Convert.FromBase64String(encoded ?? "");
+                    var samples = new float[bytes.Length / 2];
+                    for (var i = 0; i < samples.Length; i++)
+                    {
+                        samples[i] = BinaryPrimitives.ReadInt16LittleEndian(bytes.AsSpan(2 * i)) / 32768f;
+                    }
+
+                    return samples;
+                case "speech.audio.done":
+                    done = true;
+                    return null;
+                case "speech.audio.error":
+                    var message = root.TryGetProperty("error", out var e) && e.TryGetProperty("message", out var m) ? m.GetString() : data;
+                    throw new EndpointFailedException($"the server reported an error: {message}");
+                default:
+                    return null;
+            }
+        }
+
+        public override ValueTask DisposeAsync()
+        {
+            reader.Dispose();
+            return base.DisposeAsync();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Remote engine {Engine}: endpoint {Endpoint} failed before first audio: {Reason}")]
+    private static partial void LogEndpointFailed(ILogger logger, string engine, string endpoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Remote engine {Engine}: endpoint {Endpoint} keeps failing; skipped for {Seconds} s, then tried again")]
+    private static partial void LogOpened(ILogger logger, string engine, string endpoint, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine}: endpoint {Endpoint} serves again")]
+    private static partial void LogClosed(ILogger logger, string engine, string endpoint);
+}

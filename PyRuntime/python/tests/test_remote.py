@@ -1,0 +1,62 @@
+"""What a front node sends an openai-speech engine (vLLM-Omni with Qwen3-TTS) for each kind of checkpoint."""
+from __future__ import annotations
+
+import base64
+import wave
+
+import numpy as np
+import pytest
+
+from timbre.engines.protocol import EngineInputError, VoiceSample
+from timbre.remote import describe_openai_speech, openai_speech_body
+
+
+def _wav(path, seconds=2.0):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes((np.sin(np.arange(int(24000 * seconds)) / 10) * 8000).astype(np.int16).tobytes())
+    return str(path)
+
+
+def test_a_base_model_clones_from_the_prompt_with_its_transcript_or_from_the_embedding_without_one(tmp_path):
+    sample = _wav(tmp_path / "sample.wav", 4)
+    prompt = _wav(tmp_path / "prompt.wav", 2)
+    samples = [VoiceSample(sample, None, "sample"), VoiceSample(prompt, "the words of the prompt", "prompt")]
+    body = openai_speech_body("Qwen/Qwen3-TTS-12Hz-1.7B-Base", {"text": "It costs $5.", "language": "en-GB"}, samples)
+    assert body["task_type"] == "Base" and body["language"] == "English" and body["model"] == "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
+    assert body["response_format"] == "pcm" and body["stream_format"] == "audio"
+    assert body["ref_text"] == "the words of the prompt" and "x_vector_only_mode" not in body
+    with open(prompt, "rb") as f:
+        assert base64.b64decode(body["ref_audio"].split(",", 1)[1]) == f.read()
+    # The text is prepared as for every Timbre engine (numbers and symbols spelled out).
+    assert body["input"] == "It costs five dollars."
+
+    untranscribed = openai_speech_body("", {"text": "Hello."}, [VoiceSample(sample, None, "sample")])
+    assert untranscribed["x_vector_only_mode"] is True and "ref_text" not in untranscribed and "model" not in untranscribed
+    assert untranscribed["language"] == "Auto"
+
+
+def test_custom_voice_and_voice_design_models_get_their_own_fields_and_refusals_name_the_field():
+    custom = openai_speech_body("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", {"text": "Hi.", "instructions": "cheerful", "options": {"speaker": "Vivian"}}, [])
+    assert custom["task_type"] == "CustomVoice" and custom["voice"] == "vivian" and custom["instructions"] == "cheerful"
+    design = openai_speech_body("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign", {"text": "Hi.", "instructions": "a calm low voice"}, [])
+    assert design["task_type"] == "VoiceDesign" and "ref_audio" not in design
+
+    for model, request, field in [
+        ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", {"text": "Hi.", "speed": 1.5}, "speed"),
+        ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", {"text": "Hi.", "instructions": "whisper"}, "instructions"),
+        ("Qwen/Qwen3-TTS-12Hz-1.7B-Base", {"text": "Hi.", "language": "fi"}, "language"),
+        ("Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice", {"text": "Hi."}, "voice"),
+        ("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign", {"text": "Hi."}, "instructions"),
+    ]:
+        with pytest.raises(EngineInputError) as refused:
+            openai_speech_body(model, request, [])
+        assert refused.value.field == field
+
+
+def test_the_description_follows_the_checkpoint():
+    assert describe_openai_speech("gpu", "Qwen/Qwen3-TTS-12Hz-1.7B-Base")["capabilities"] == ["clone"]
+    custom = describe_openai_speech("gpu", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice")
+    assert custom["mode"] == "custom_voice" and "instructions" not in custom["capabilities"] and "Vivian" in custom["speakers"]

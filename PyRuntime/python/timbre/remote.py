@@ -1,0 +1,110 @@
+"""Engines that run elsewhere, as the Python side sees them: what they are and what to send them.
+
+The front node's .NET code does the HTTP (endpoints, retries, streaming); this module holds what
+depends on the model behind an `openai-speech` endpoint (vLLM-Omni serving Qwen3-TTS, ENGINES.md):
+which task its checkpoint runs, the language names it takes, which sample clones the voice, and the
+text preparation every Timbre engine applies. A remote engine's audio is marked on the front
+(`Marker` in host.py), as the local engines' audio is, because the server that made it does not.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any, Sequence
+
+from .engines.protocol import EngineInputError, VoiceSample, by_role
+from .engines.qwen3 import LANGUAGES, SPEAKERS, language_name, model_type
+from .textprep import prepare
+
+# The reference audio each request carries, by file and modification time: a voice speaks many times.
+_references: dict[tuple[str, int], str] = {}
+
+
+def describe_openai_speech(name: str, model: str) -> dict[str, Any]:
+    """The description of a remote Qwen3-TTS checkpoint served with the OpenAI speech contract."""
+    kind = model_type(model or "Base")
+    capabilities = {
+        "base": ["clone"],
+        "custom_voice": ["speakers"] + ([] if "0.6b" in model.lower() else ["instructions"]),
+        "voice_design": ["design", "instructions"],
+    }[kind]
+    return {
+        "name": name,
+        "title": f"Qwen3-TTS on remote openai-speech endpoints ({model or 'the server default model'})",
+        "gpu": True,
+        "model": model,
+        "mode": kind,
+        "languages": sorted(LANGUAGES),
+        "capabilities": capabilities,
+        "speakers": SPEAKERS if kind == "custom_voice" else [],
+        "license": "Apache-2.0",
+        "available": True,
+        "reason": None,
+    }
+
+
+def openai_speech_body(model: str, request: dict[str, Any], samples: Sequence[VoiceSample]) -> dict[str, Any]:
+    """The JSON body of one streamed POST /v1/audio/speech: raw 16-bit PCM at 24 kHz, as it is decoded.
+
+    Speed is refused rather than ignored: the upstream server streams only at speed 1.0.
+    """
+    kind = model_type(model or "Base")
+    speed = float(request.get("speed") or 1.0)
+    if abs(speed - 1.0) > 1e-9:
+        raise EngineInputError(
+            "this engine runs on a remote server that streams only at normal speed; leave speed out (or 1.0)",
+            field="speed",
+        )
+    instructions = (request.get("instructions") or "").strip() or None
+    body: dict[str, Any] = {
+        "input": prepare(request["text"], request.get("language")),
+        "response_format": "pcm",
+        "stream_format": "audio",
+        "language": language_name(request.get("language")),
+    }
+    if model:
+        body["model"] = model
+    if kind == "base":
+        if instructions:
+            raise EngineInputError(
+                "instructions need a Qwen3 CustomVoice (1.7B) or VoiceDesign model; this remote engine serves "
+                f"a Base model ({model or 'the server default'}) that clones voices without them",
+                field="instructions",
+            )
+        prompt = by_role(samples, "prompt")
+        if not prompt:
+            raise EngineInputError("the voice has no samples to clone from", field="voice")
+        body["task_type"] = "Base"
+        body["ref_audio"] = _reference(prompt[0].path)
+        if prompt[0].transcript:
+            body["ref_text"] = prompt[0].transcript
+        else:
+            # Without a transcript the server clones from the speaker embedding alone (no in-context prompt).
+            body["x_vector_only_mode"] = True
+    elif kind == "custom_voice":
+        speaker = (request.get("options") or {}).get("speaker")
+        if not speaker:
+            raise EngineInputError(f"this remote engine speaks as one of {', '.join(SPEAKERS)}: name one as the voice", field="voice")
+        body["task_type"] = "CustomVoice"
+        body["voice"] = speaker.lower()
+        if instructions:
+            body["instructions"] = instructions
+    else:
+        if not instructions:
+            raise EngineInputError("the remote VoiceDesign model needs instructions that describe the voice to speak in", field="instructions")
+        body["task_type"] = "VoiceDesign"
+        body["instructions"] = instructions
+    return body
+
+
+def _reference(path: str) -> str:
+    """A WAV file as the base64 data URL `ref_audio` takes."""
+    key = (path, os.stat(path).st_mtime_ns)
+    found = _references.get(key)
+    if found is None:
+        with open(path, "rb") as f:
+            found = "data:audio/wav;base64," + base64.b64encode(f.read()).decode("ascii")
+        if len(_references) > 64:
+            _references.clear()
+        _references[key] = found
+    return found
