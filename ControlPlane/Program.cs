@@ -11,6 +11,9 @@ using Timbre.ControlPlane.Voices;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddTimbreCore();
+// Under systemd (ops/systemd/timbre.service, Type=notify): readiness is signalled once the host has
+// started, and log lines carry journald priorities. Elsewhere it does nothing.
+builder.Services.AddSystemd();
 builder.AddSecurity();
 builder.AddObservability();
 builder.AddProvenance();
