@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.HttpResults;
+using Timbre.ControlPlane.Cluster;
 using Timbre.ControlPlane.Engines;
 using Timbre.ControlPlane.Hosting;
 using Timbre.ControlPlane.Speech;
@@ -16,7 +17,7 @@ public static class HealthApi
         return app;
     }
 
-    public static Results<Ok<HealthStatus>, ProblemHttpResult> Ready(EngineHost engines, SpeechScheduler scheduler)
+    public static Results<Ok<HealthStatus>, ProblemHttpResult> Ready(EngineHost engines, SpeechScheduler scheduler, ClusterLink cluster)
     {
         if (scheduler.Draining)
         {
@@ -24,9 +25,15 @@ public static class HealthApi
         }
 
         return engines.IsReady
-            ? TypedResults.Ok(new HealthStatus("ready", engines.DefaultEngine))
+            // Redis is reported, not required: this node serves speech without it.
+            ? TypedResults.Ok(new HealthStatus("ready", engines.DefaultEngine) { Cluster = cluster.State })
             : Problems.Unavailable($"The {engines.DefaultEngine} engine is still loading.");
     }
 }
 
-public sealed record HealthStatus(string Status, string? Engine);
+public sealed record HealthStatus(string Status, string? Engine)
+{
+    /// <summary>With Timbre:Cluster:Redis: "connected", or what is lost while Redis is unreachable.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Cluster { get; init; }
+}

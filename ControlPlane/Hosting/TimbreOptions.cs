@@ -24,6 +24,18 @@ public sealed class TimbreOptions
     public FineTuningOptions FineTuning { get; set; } = new();
 
     public ProvenanceOptions Provenance { get; set; } = new();
+
+    public ClusterOptions Cluster { get; set; } = new();
+}
+
+/// <summary>Several Timbre nodes behind one load balancer (README, "Scaling out").</summary>
+public sealed class ClusterOptions
+{
+    /// <summary>
+    /// A StackExchange.Redis connection string (host:port[,password=…]): the SignalR backplane, and the
+    /// channel and keys that carry a hub stream's cancel and RequestId across nodes. Empty: one node.
+    /// </summary>
+    public string? Redis { get; set; }
 }
 
 /// <summary>The provenance mark every clip carries (README, "Provenance mark").</summary>
@@ -251,6 +263,18 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
         }
 
         ValidateRemote(options.Engine, errors);
+        if (!string.IsNullOrWhiteSpace(options.Cluster.Redis))
+        {
+            try
+            {
+                StackExchange.Redis.ConfigurationOptions.Parse(options.Cluster.Redis);
+            }
+            catch (ArgumentException e)
+            {
+                errors.Add($"Timbre:Cluster:Redis is not a Redis connection string ({e.Message}): use host:port, for example redis:6379.");
+            }
+        }
+
         if (!options.Engine.Exists(options.Engine.Default))
         {
             errors.Add($"Timbre:Engine:Default is '{options.Engine.Default}': use one of {string.Join(", ", options.Engine.Names)}.");

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Cluster;
 using Timbre.ControlPlane.Hosting;
 
 namespace Timbre.ControlPlane.Speech;
@@ -12,12 +13,24 @@ public static class SpeechExtensions
         builder.Services.AddSingleton<SpeechScheduler>();
         builder.Services.AddSingleton<Synthesizer>();
         builder.Services.AddSingleton<AudioEncoder>();
+        builder.Services.AddSingleton<ClusterLink>();
         builder.Services.AddSingleton<SpeechRequests>();
+        builder.Services.AddHostedService(s => s.GetRequiredService<SpeechRequests>());
         builder.Services.AddSingleton<IHostLifetime, DrainOnSignal>();
         // The drain has already waited for streams; what is left after it gets a short grace.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
 
-        builder.Services.AddSignalR().AddMessagePackProtocol();
+        var signalR = builder.Services.AddSignalR().AddMessagePackProtocol();
+        if (builder.Configuration["Timbre:Cluster:Redis"] is { Length: > 0 } redis)
+        {
+            // Hub messages reach clients on every node; a hub stream stays on the node that runs it.
+            signalR.AddStackExchangeRedis(o =>
+            {
+                o.Configuration = ClusterLink.OptionsFor(redis);
+                o.Configuration.ChannelPrefix = StackExchange.Redis.RedisChannel.Literal("timbre:signalr");
+            });
+        }
+
         // SignalR logs every exception that ends a hub stream as an error with its stack trace, a refusal
         // sent as HubException (bad voice, timeout, busy) included: any client could fill the error log.
         // SpeechHub logs refusals itself at Information and its real faults at Error instead.

@@ -2,7 +2,11 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using Timbre.ControlPlane.Cluster;
 using Timbre.ControlPlane.Engines;
+using Timbre.ControlPlane.Hosting;
 using Timbre.ControlPlane.Security;
 
 namespace Timbre.ControlPlane.Speech;
@@ -34,7 +38,7 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
             throw Refuse(problem.Detail);
         }
 
-        using var registration = Register(client, request.RequestId, cancellationToken);
+        using var registration = await RegisterAsync(client, request.RequestId, cancellationToken);
         var stream = await StartAsync(job!, client, registration.Token);
         await using (stream)
         {
@@ -61,13 +65,13 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
     }
 
     /// <summary>Cancels this API key's stream with <paramref name="requestId"/>, from any connection. True when one was running.</summary>
-    public bool CancelSpeech(string requestId) => requests.Cancel(ApiKeys.ClientOf(Context.User), requestId);
+    public Task<bool> CancelSpeech(string requestId) => requests.CancelAsync(ApiKeys.ClientOf(Context.User), requestId);
 
-    private SpeechRequests.Registration Register(string client, string? requestId, CancellationToken ct)
+    private async Task<SpeechRequests.Registration> RegisterAsync(string client, string? requestId, CancellationToken ct)
     {
         try
         {
-            return requests.Register(client, requestId, ct);
+            return await requests.RegisterAsync(client, requestId, ct);
         }
         catch (HubException e)
         {
@@ -126,12 +130,23 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
     private static partial void LogFault(ILogger logger, Exception exception);
 }
 
-/// <summary>The hub streams running now, by API key and request id, so that each id streams once and can be cancelled.</summary>
-public sealed class SpeechRequests
+/// <summary>
+/// The hub streams running now, by API key and request id, so that each id streams once and can be
+/// cancelled. With a cluster (Timbre:Cluster:Redis) both hold across nodes: a stream's id is claimed in
+/// Redis for as long as a request may run, and a cancel for a stream on another node goes to every node
+/// on Timbre's own Redis channel, since the SignalR backplane relays hub messages, not hub streams.
+/// </summary>
+public sealed partial class SpeechRequests(ClusterLink cluster, IOptions<TimbreOptions> options, ILogger<SpeechRequests> logger) : IHostedService
 {
-    private readonly ConcurrentDictionary<(string Client, string Id), CancellationTokenSource> running = new();
+    private static readonly RedisChannel Cancels = RedisChannel.Literal("timbre:cancel");
+    private readonly ClusterLink cluster = cluster;
 
-    public Registration Register(string client, string? requestId, CancellationToken streamToken)
+    private ClusterLink Cluster => cluster;
+    private readonly ConcurrentDictionary<(string Client, string Id), CancellationTokenSource> running = new();
+    private int subscribed;
+
+    /// <summary>Registers a stream; a RequestId already streaming here, or on another node, is refused.</summary>
+    public async Task<Registration> RegisterAsync(string client, string? requestId, CancellationToken streamToken)
     {
         var key = (client, requestId ?? Guid.NewGuid().ToString("n"));
         if (key.Item2.Length > 128)
@@ -146,10 +161,60 @@ public sealed class SpeechRequests
             throw new HubException($"Request '{key.Item2}' is already streaming; use a new RequestId or cancel that one first.");
         }
 
-        return new Registration(this, key, cts);
+        var claimed = false;
+        if (requestId is not null && await cluster.ConnectionAsync() is { } redis)
+        {
+            try
+            {
+                // Held at most as long as a request may run, so a node that dies leaves nothing stuck.
+                var lifetime = TimeSpan.FromSeconds(options.Value.Speech.RequestTimeoutSeconds + 60);
+                claimed = await redis.GetDatabase().StringSetAsync(RedisKey(key), cluster.NodeId, lifetime, When.NotExists);
+                if (!claimed)
+                {
+                    running.TryRemove(new KeyValuePair<(string, string), CancellationTokenSource>(key, cts));
+                    cts.Dispose();
+                    throw new HubException($"Request '{key.Item2}' is already streaming on another Timbre node; use a new RequestId or cancel that one first.");
+                }
+            }
+            catch (RedisException e)
+            {
+                cluster.Lost(e.Message);
+            }
+        }
+
+        return new Registration(this, key, cts, claimed);
     }
 
-    public bool Cancel(string client, string requestId)
+    /// <summary>Cancels this API key's stream with <paramref name="requestId"/>, on this node or another. True when one was running.</summary>
+    public async Task<bool> CancelAsync(string client, string requestId)
+    {
+        if (CancelHere(client, requestId))
+        {
+            return true;
+        }
+
+        if (await cluster.ConnectionAsync() is not { } redis)
+        {
+            return false;
+        }
+
+        try
+        {
+            if (!await redis.GetDatabase().KeyExistsAsync(RedisKey((client, requestId))))
+            {
+                return false;
+            }
+
+            return await redis.GetSubscriber().PublishAsync(Cancels, $"{client}\n{requestId}") > 0;
+        }
+        catch (RedisException e)
+        {
+            cluster.Lost(e.Message);
+            return false;
+        }
+    }
+
+    private bool CancelHere(string client, string requestId)
     {
         if (!running.TryGetValue((client, requestId), out var cts))
         {
@@ -168,15 +233,71 @@ public sealed class SpeechRequests
         return true;
     }
 
-    /// <summary>A running stream's place in the registry; disposing it frees the id.</summary>
-    public sealed class Registration(SpeechRequests owner, (string, string) key, CancellationTokenSource cts) : IDisposable
+    private static RedisKey RedisKey((string Client, string Id) key) => $"timbre:stream:{key.Client}:{key.Id}";
+
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (await cluster.ConnectionAsync() is { } redis)
+        {
+            // Redis may be down now: the channel is joined when it comes back.
+            redis.ConnectionRestored += (_, _) => _ = SubscribeAsync(redis);
+            await SubscribeAsync(redis);
+        }
+    }
+
+    private async Task SubscribeAsync(ConnectionMultiplexer redis)
+    {
+        if (Interlocked.CompareExchange(ref subscribed, 1, 0) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await redis.GetSubscriber().SubscribeAsync(Cancels, (_, message) =>
+            {
+                var parts = message.ToString().Split('\n', 2);
+                if (parts.Length == 2 && CancelHere(parts[0], parts[1]))
+                {
+                    LogCancelledFromElsewhere(logger, parts[1]);
+                }
+            });
+        }
+        catch (RedisException e)
+        {
+            Volatile.Write(ref subscribed, 0);
+            cluster.Lost(e.Message);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Hub stream {RequestId} cancelled from another node")]
+    private static partial void LogCancelledFromElsewhere(ILogger logger, string requestId);
+
+    /// <summary>A running stream's place in the registry; disposing it frees the id, here and in Redis.</summary>
+    public sealed class Registration(SpeechRequests owner, (string, string) key, CancellationTokenSource cts, bool claimed) : IDisposable
+    {
+        private const string ReleaseOwn = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+
         public CancellationToken Token => cts.Token;
 
         public void Dispose()
         {
             owner.running.TryRemove(new KeyValuePair<(string, string), CancellationTokenSource>(key, cts));
             cts.Dispose();
+            if (claimed && owner.Cluster.ConnectionAsync() is { IsCompletedSuccessfully: true, Result: { } redis })
+            {
+                try
+                {
+                    redis.GetDatabase().ScriptEvaluate(ReleaseOwn, [RedisKey(key)], [owner.Cluster.NodeId], CommandFlags.FireAndForget);
+                }
+                catch (RedisException e)
+                {
+                    // It expires by itself.
+                    owner.Cluster.Lost(e.Message);
+                }
+            }
         }
     }
 }
