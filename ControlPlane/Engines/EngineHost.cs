@@ -49,24 +49,6 @@ public sealed partial class EngineHost(
     /// <summary>True for an engine served by other machines (Timbre:Engine:Remote).</summary>
     public bool IsRemote(string engine) => remotes.ContainsKey(engine);
 
-    private static Dictionary<string, RemoteEngine> RemoteEnginesOf(EngineOptions engines, ILogger logger)
-    {
-        if (engines.Remote.Count == 0)
-        {
-            return [];
-        }
-
-        // One client for every remote engine: its connection pool is per endpoint. Requests end by
-        // their own tokens (first-audio timeout, the caller leaving, the request's deadline).
-        var http = new HttpClient(new SocketsHttpHandler
-        {
-            ConnectTimeout = TimeSpan.FromSeconds(5),
-            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-        })
-        { Timeout = Timeout.InfiniteTimeSpan };
-        return engines.Remote.ToDictionary(r => r.Key, r => new RemoteEngine(r.Key, r.Value, http, logger), StringComparer.Ordinal);
-    }
-
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         runtime = await PythonRuntime.GetOrStartAsync(settings.Python, pythonLogger).WaitAsync(cancellationToken);
@@ -375,65 +357,6 @@ public sealed partial class EngineHost(
             Interlocked.Decrement(ref activeStreams);
             Interlocked.Decrement(ref state.Active);
             Touch(engine);
-        }
-    }
-
-    /// <summary>
-    /// A remote engine's audio, marked here as the local engines' audio is marked in Python (host.py's
-    /// stream): the server that made it does not carry this install's key.
-    /// </summary>
-    private async Task<IAsyncEnumerable<float[]>> RemoteStreamAsync(RemoteEngine remote, string samplesJson, string requestJson, EngineMark? mark, CancellationToken cancellationToken)
-    {
-        // Checked before any endpoint is called: a request that says nothing of the mark is refused, never left unmarked.
-        ArgumentNullException.ThrowIfNull(mark, "request.Mark");
-        var body = await Translate(Runtime.InvokeAsync(py =>
-        {
-            using var result = py.Call(HostModule, "remote_body", remote.Options.Kind, remote.Options.Model, samplesJson, requestJson);
-            return result.AsString();
-        }, cancellationToken));
-        return Marked(remote.StreamAsync(body, cancellationToken), mark, RemoteEngine.SampleRate, cancellationToken);
-    }
-
-    private async IAsyncEnumerable<float[]> Marked(IAsyncEnumerable<float[]> chunks, EngineMark mark, int sampleRate, [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        if (mark.Tag is not { } tag)
-        {
-            // The owner turned marking off for the whole server (logged as critical at start).
-            await foreach (var chunk in chunks.WithCancellation(cancellationToken))
-            {
-                yield return chunk;
-            }
-
-            yield break;
-        }
-
-        var python = Runtime;
-        await using var marker = await Translate(python.InvokeAsync(py =>
-        {
-            using var m = py.Call(HostModule, "mark_open", mark.Key, tag, sampleRate);
-            return m.Keep(py.Runtime);
-        }, cancellationToken));
-        await foreach (var chunk in chunks.WithCancellation(cancellationToken))
-        {
-            var marked = await Translate(python.InvokeAsync(py =>
-            {
-                using var result = py.Call(HostModule, "mark_push", marker, chunk);
-                return result.AsFloatArray();
-            }, cancellationToken));
-            if (marked.Length > 0)
-            {
-                yield return marked;
-            }
-        }
-
-        var tail = await Translate(python.InvokeAsync(py =>
-        {
-            using var result = py.Call(HostModule, "mark_finish", marker);
-            return result.AsFloatArray();
-        }, cancellationToken));
-        if (tail.Length > 0)
-        {
-            yield return tail;
         }
     }
 
