@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Cors.Infrastructure;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
+using Timbre.ControlPlane.Cluster;
 using Timbre.ControlPlane.Hosting;
 using Timbre.ControlPlane.Observability;
 using Timbre.ControlPlane.Speech;
@@ -22,7 +23,7 @@ public static class SecurityExtensions
         builder.Services.AddAuthorizationBuilder().SetFallbackPolicy(
             new AuthorizationPolicyBuilder(ApiKeys.SchemeName).RequireAuthenticatedUser().Build());
 
-        builder.Services.AddSingleton(sp => new RequestLimiter(CreateLimiter(sp.GetRequiredService<IOptions<TimbreOptions>>().Value.Limits.RequestsPerMinute)));
+        builder.Services.AddSingleton(sp => new RequestLimiter(CreateLimiter(sp.GetRequiredService<IOptions<TimbreOptions>>().Value.Limits.RequestsPerMinute, sp.GetRequiredService<ClusterLink>())));
         builder.Services.AddRateLimiter(_ => { });
         builder.Services.AddOptions<RateLimiterOptions>().Configure<RequestLimiter, TimbreMetrics>((o, limiter, metrics) =>
         {
@@ -105,7 +106,7 @@ public static class SecurityExtensions
         await next(http);
     }
 
-    private static PartitionedRateLimiter<string> CreateLimiter(int requestsPerMinute)
+    private static PartitionedRateLimiter<string> CreateLimiter(int requestsPerMinute, ClusterLink cluster)
     {
         if (requestsPerMinute == 0)
         {
@@ -116,7 +117,7 @@ public static class SecurityExtensions
         var (period, perPeriod) = requestsPerMinute >= 60
             ? (TimeSpan.FromSeconds(1), requestsPerMinute / 60)
             : (TimeSpan.FromSeconds(60.0 / requestsPerMinute), 1);
-        return PartitionedRateLimiter.Create<string, string>(client => RateLimitPartition.GetTokenBucketLimiter(client, _ => new TokenBucketRateLimiterOptions
+        var local = PartitionedRateLimiter.Create<string, string>(client => RateLimitPartition.GetTokenBucketLimiter(client, _ => new TokenBucketRateLimiterOptions
         {
             TokenLimit = requestsPerMinute,
             TokensPerPeriod = perPeriod,
@@ -124,6 +125,8 @@ public static class SecurityExtensions
             QueueLimit = 0,
             AutoReplenishment = true,
         }));
+        // With a cluster, one bucket per key for all nodes; this node's bucket while Redis is away.
+        return cluster.Enabled ? new ClusterRateLimiter(local, cluster, requestsPerMinute, perPeriod, period) : local;
     }
 
     /// <summary>Timbre's own origin (the dashboard it serves) and those in Timbre:Auth:AllowedOrigins.</summary>

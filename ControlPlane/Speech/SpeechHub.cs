@@ -26,7 +26,7 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
     {
         ArgumentNullException.ThrowIfNull(request);
         var client = ApiKeys.ClientOf(Context.User);
-        if (limiter.TryAcquire(client) is { } retryAfter)
+        if (await limiter.TryAcquireAsync(client) is { } retryAfter)
         {
             throw Refuse($"Too many requests for this API key: retry in {retryAfter.TotalSeconds:0} s.");
         }
@@ -307,10 +307,10 @@ public sealed class RequestLimiter(PartitionedRateLimiter<string> limiter)
 {
     public PartitionedRateLimiter<string> Limiter { get; } = limiter;
 
-    /// <summary>Null when the request may go ahead, else how long to wait.</summary>
-    public TimeSpan? TryAcquire(string client)
+    /// <summary>Null when the request may go ahead, else how long to wait. Never waits itself: the limiters queue nothing.</summary>
+    public async ValueTask<TimeSpan?> TryAcquireAsync(string client)
     {
-        using var lease = Limiter.AttemptAcquire(client);
+        using var lease = await Limiter.AcquireAsync(client);
         if (lease.IsAcquired)
         {
             return null;

@@ -206,3 +206,58 @@ public sealed class ClusterTests : IAsyncLifetime, IDisposable
         Assert.Equal("connected", (await ReadyAsync(a)).GetProperty("cluster").GetString());
     }
 }
+
+/// <summary>The per-key request limit with two nodes on one Redis: one bucket for the cluster, each node's own while Redis is away.</summary>
+public sealed class ClusterLimitTests : IAsyncLifetime, IDisposable
+{
+    private const string Key = "cluster-limit-key-0123456789";
+    private readonly RedisServer redis = new();
+    private readonly TimbreApp a = new();
+    private readonly TimbreApp b = new();
+
+    public Task InitializeAsync()
+    {
+        foreach (var node in new[] { a, b })
+        {
+            node.Settings["Timbre:Auth:ApiKeys:0"] = Key;
+            node.Settings["Timbre:Cluster:Redis"] = redis.Connection;
+            node.Settings["Timbre:Limits:RequestsPerMinute"] = "3";
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        a.Dispose();
+        b.Dispose();
+    }
+
+    public async Task DisposeAsync()
+    {
+        Dispose();
+        await redis.DisposeAsync();
+    }
+
+    private static async Task<HttpResponseMessage> VoicesAsync(TimbreApp node)
+    {
+        using var client = node.CreateClient(Key);
+        return await client.GetAsync("/v1/voices");
+    }
+
+    [Fact]
+    public async Task A_keys_requests_count_against_one_bucket_on_every_node_and_each_node_counts_alone_without_redis()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await VoicesAsync(a)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await VoicesAsync(a)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await VoicesAsync(b)).StatusCode);
+        using var refused = await VoicesAsync(b);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.True(refused.Headers.RetryAfter?.Delta > TimeSpan.Zero, refused.Headers.ToString());
+
+        // Redis gone: node B's own bucket, untouched so far, serves; no request waits for Redis.
+        redis.Kill();
+        await SpeechHubTests.Eventually(() => b.Get<Timbre.ControlPlane.Cluster.ClusterLink>().State != "connected");
+        Assert.Equal(HttpStatusCode.OK, (await VoicesAsync(b)).StatusCode);
+    }
+}
