@@ -285,9 +285,10 @@ public sealed partial class RemoteEngine
             Breaker = new ResiliencePipelineBuilder<UpstreamStream>()
                 .AddCircuitBreaker(new CircuitBreakerStrategyOptions<UpstreamStream>
                 {
-                    // Two failures in a row open it: a dead server refuses connections at once, and a
-                    // request moved to another endpoint costs little, so there is no need to wait for more.
-                    FailureRatio = 0.5,
+                    // Opens when every request in the last 30 s failed, two at least: a dead server refuses
+                    // connections at once, and a request moved to another endpoint costs little, so there is
+                    // no need to wait for more; one failure among successes leaves it in use.
+                    FailureRatio = 1.0,
                     MinimumThroughput = 2,
                     SamplingDuration = TimeSpan.FromSeconds(30),
                     BreakDuration = TimeSpan.FromSeconds(owner.Options.BreakSeconds),
@@ -338,10 +339,11 @@ public sealed partial class RemoteEngine
 
         public void Leave() => Interlocked.Decrement(ref inFlight);
 
+        /// <summary>open while skipped; half-open once the next request may try it again (or one is).</summary>
         public RemoteEndpointState Describe() => new(Url.ToString().TrimEnd('/'), State.CircuitState switch
         {
-            CircuitState.Open or CircuitState.Isolated => "open",
-            CircuitState.HalfOpen => "half-open",
+            _ when Broken => "open",
+            CircuitState.Open or CircuitState.HalfOpen => "half-open",
             _ => "closed",
         }, InFlight, LastError);
     }
