@@ -139,9 +139,8 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
 public sealed partial class SpeechRequests(ClusterLink cluster, IOptions<TimbreOptions> options, ILogger<SpeechRequests> logger) : IHostedService
 {
     private static readonly RedisChannel Cancels = RedisChannel.Literal("timbre:cancel");
+    // A field, not the captured parameter, so that a Registration can reach it.
     private readonly ClusterLink cluster = cluster;
-
-    private ClusterLink Cluster => cluster;
     private readonly ConcurrentDictionary<(string Client, string Id), CancellationTokenSource> running = new();
     private int subscribed;
 
@@ -286,16 +285,16 @@ public sealed partial class SpeechRequests(ClusterLink cluster, IOptions<TimbreO
         {
             owner.running.TryRemove(new KeyValuePair<(string, string), CancellationTokenSource>(key, cts));
             cts.Dispose();
-            if (claimed && owner.Cluster.ConnectionAsync() is { IsCompletedSuccessfully: true, Result: { } redis })
+            if (claimed && owner.cluster.ConnectionAsync() is { IsCompletedSuccessfully: true, Result: { } redis })
             {
                 try
                 {
-                    redis.GetDatabase().ScriptEvaluate(ReleaseOwn, [RedisKey(key)], [owner.Cluster.NodeId], CommandFlags.FireAndForget);
+                    redis.GetDatabase().ScriptEvaluate(ReleaseOwn, [RedisKey(key)], [owner.cluster.NodeId], CommandFlags.FireAndForget);
                 }
                 catch (RedisException e)
                 {
                     // It expires by itself.
-                    owner.Cluster.Lost(e.Message);
+                    owner.cluster.Lost(e.Message);
                 }
             }
         }
