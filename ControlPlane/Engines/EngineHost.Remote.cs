@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using Timbre.ControlPlane.Hosting;
 
 namespace Timbre.ControlPlane.Engines;
@@ -22,6 +23,35 @@ public sealed partial class EngineHost
         })
         { Timeout = Timeout.InfiniteTimeSpan };
         return engines.Remote.ToDictionary(r => r.Key, r => new RemoteEngine(r.Key, r.Value, http, logger), StringComparer.Ordinal);
+    }
+
+    /// <summary>Each remote engine's description, from what its configuration says the servers run.</summary>
+    private async Task DescribeRemotesAsync(CancellationToken cancellationToken)
+    {
+        foreach (var (name, remote) in remotes)
+        {
+            var json = await Translate(Runtime.InvokeAsync(py =>
+            {
+                using var result = py.Call(HostModule, "remote_describe", remote.Options.Kind, name, remote.Options.Model);
+                return result.AsString();
+            }, cancellationToken));
+            descriptions[name] = JsonSerializer.Deserialize<EngineDescription>(json, JsonOptions)!;
+            var endpoints = string.Join(", ", remote.Options.Endpoints);
+            LogRemoteEngine(logger, name, remote.Options.Kind, endpoints);
+        }
+    }
+
+    /// <summary>A remote engine's description with its endpoints as they stand now.</summary>
+    private static EngineDescription WithState(EngineDescription description, RemoteEngine remote)
+    {
+        var usable = remote.Usable;
+        return description with
+        {
+            Available = usable,
+            Reason = usable ? null : "every endpoint failed recently and is skipped for now; see endpoints",
+            Loaded = usable,
+            Endpoints = remote.Endpoints,
+        };
     }
 
     /// <summary>
@@ -82,4 +112,7 @@ public sealed partial class EngineHost
             yield return tail;
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine} ({Kind}) on {Endpoints}")]
+    private static partial void LogRemoteEngine(ILogger logger, string engine, string kind, string endpoints);
 }

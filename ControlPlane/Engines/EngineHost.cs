@@ -69,18 +69,7 @@ public sealed partial class EngineHost(
             LogEngineDescribed(logger, name, description.Available, description.Reason ?? "");
         }
 
-        foreach (var (name, remote) in remotes)
-        {
-            var json = await Translate(Runtime.InvokeAsync(py =>
-            {
-                using var result = py.Call(HostModule, "remote_describe", remote.Options.Kind, name, remote.Options.Model);
-                return result.AsString();
-            }, cancellationToken));
-            descriptions[name] = JsonSerializer.Deserialize<EngineDescription>(json, JsonOptions)!;
-            var endpoints = string.Join(", ", remote.Options.Endpoints);
-            LogRemoteEngine(logger, name, remote.Options.Kind, endpoints);
-        }
-
+        await DescribeRemotesAsync(cancellationToken);
         if (Describe(DefaultEngine) is { Available: false } unusable)
         {
             throw new InvalidOperationException(
@@ -96,19 +85,7 @@ public sealed partial class EngineHost(
     public EngineDescription? Describe(string engine)
     {
         var description = descriptions.GetValueOrDefault(engine);
-        if (description is null || !remotes.TryGetValue(engine, out var remote))
-        {
-            return description;
-        }
-
-        var usable = remote.Usable;
-        return description with
-        {
-            Available = usable,
-            Reason = usable ? null : "every endpoint failed recently and is skipped for now; see endpoints",
-            Loaded = usable,
-            Endpoints = remote.Endpoints,
-        };
+        return description is not null && remotes.TryGetValue(engine, out var remote) ? WithState(description, remote) : description;
     }
 
     /// <summary>Every engine with its availability and whether it is loaded now.</summary>
@@ -136,7 +113,7 @@ public sealed partial class EngineHost(
         if (remotes.ContainsKey(engine))
         {
             // Loaded where it runs; its description holds what a caller needs.
-            return Task.FromResult(new EngineInfo(engine, RemoteEngine.SampleRate, Describe(engine)?.Languages ?? []));
+            return Task.FromResult(new EngineInfo(engine, RemoteEngine.SampleRate, descriptions.GetValueOrDefault(engine)?.Languages ?? []));
         }
 
         var python = Runtime;
@@ -403,9 +380,6 @@ public sealed partial class EngineHost(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine}: available={Available} {Reason}")]
     private static partial void LogEngineDescribed(ILogger logger, string engine, bool available, string reason);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine} ({Kind}) on {Endpoints}")]
-    private static partial void LogRemoteEngine(ILogger logger, string engine, string kind, string endpoints);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} unloaded after {Minutes} idle minutes")]
     private static partial void LogEngineUnloaded(ILogger logger, string engine, double minutes);
