@@ -36,7 +36,7 @@ public sealed partial class ClusterLink : IAsyncDisposable
     /// <summary>For /ready: null without a cluster, else "connected" or why not.</summary>
     public string? State => !Enabled ? null
         : connection.IsValueCreated && connection.Value.IsCompletedSuccessfully && connection.Value.Result is { IsConnected: true } ? "connected"
-        : "Redis unreachable: cancels and RequestIds are checked on this node only, and hub messages from other nodes are lost";
+        : "Redis unreachable: cancels, RequestIds and the per-key limit are checked on this node only, and hub messages from other nodes are lost";
 
     /// <summary>Options for StackExchange.Redis that never queue a command while Redis is down.</summary>
     public static ConfigurationOptions OptionsFor(string configuration)
@@ -88,7 +88,7 @@ public sealed partial class ClusterLink : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Redis (Timbre:Cluster:Redis) is unreachable: {Why}. Speech goes on; cancels and RequestIds are checked on this node only until it is back.")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Redis (Timbre:Cluster:Redis) is unreachable: {Why}. Speech goes on; cancels, RequestIds and the per-key limit are checked on this node only until it is back.")]
     private static partial void LogLost(ILogger logger, string why);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Redis (Timbre:Cluster:Redis) is reachable again")]
