@@ -12,6 +12,7 @@ namespace Timbre.ControlPlane.Tests;
 /// log every call, and requests go over HTTP on loopback. Each server is its own process because the
 /// fakes must be on sys.path when the interpreter starts.
 /// </summary>
+[Collection(TimingCollection.Name)]
 public sealed class GpuEngineTests : IDisposable
 {
     private const string ThreeSentences = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. It is easy to tell the depth of a well.";
@@ -293,4 +294,15 @@ public sealed class GpuEngineTests : IDisposable
             Process.Dispose();
         }
     }
+}
+
+/// <summary>
+/// Tests that compare first-audio times measured on the same server (idle against beside a waiting
+/// stream) run alone, after the others: the fake servers, Redis and second nodes of the tests running
+/// beside them on two cores made one classic request take a second in a full run.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TimingCollection
+{
+    public const string Name = "Timing";
 }
