@@ -279,7 +279,8 @@ public sealed partial class PythonRuntime : IAsyncDisposable
     private void Serve(nint state)
     {
         // A dedicated thread may block; it holds no GIL while it waits.
-        while (work.Take() is { } item)
+        var me = new WorkQueue.Waiter();
+        while (work.Take(me) is { } item)
         {
             PythonEngine.EndAllowThreads(state);
             try

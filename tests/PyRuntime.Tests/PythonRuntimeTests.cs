@@ -204,6 +204,21 @@ public sealed class PythonRuntimeTests(PythonFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
+    public async Task Under_light_load_a_streams_steps_stay_on_the_threads_that_went_idle_last()
+    {
+        // Four threads woken in turn would take 30 steps in rotation, all four of them. Woken last-idle-first,
+        // a step runs on the thread that ran the step before it, or on the one before that when the last
+        // has not yet gone back to waiting.
+        var threads = new HashSet<float>();
+        await foreach (var chunk in Stream("thread_of_each_step", CancellationToken.None, 30, 0.005))
+        {
+            threads.Add(chunk[0]);
+        }
+
+        Assert.InRange(threads.Count, 1, 2);
+    }
+
+    [Fact]
     public async Task Passing_an_unsupported_type_says_which_types_work()
     {
         var ex = await Assert.ThrowsAsync<ArgumentException>(() => Call((_, o) => o.IsNone, "ticks", new object()));

@@ -75,3 +75,14 @@ def start_ticker() -> None:
 
 def ticks() -> int:
     return _ticks
+
+
+_thread_numbers: dict[int, int] = {}
+
+
+def thread_of_each_step(steps: int, seconds: float) -> Iterator[np.ndarray]:
+    """One chunk per step, holding the number of the Python thread that ran the step; each step waits a little."""
+    for _ in range(steps):
+        number = _thread_numbers.setdefault(threading.get_ident(), len(_thread_numbers))
+        time.sleep(seconds)
+        yield np.full(1, number, dtype=np.float32)
