@@ -62,12 +62,13 @@ public sealed partial class EngineHost
     {
         // Checked before any endpoint is called: a request that says nothing of the mark is refused, never left unmarked.
         ArgumentNullException.ThrowIfNull(mark, "request.Mark");
-        var body = await Translate(Runtime.InvokeAsync(py =>
+        var sent = await Translate(Runtime.InvokeAsync(py =>
         {
             using var result = py.Call(HostModule, "remote_body", remote.Options.Kind, remote.Options.Model, samplesJson, requestJson);
             return result.AsString();
         }, cancellationToken));
-        return Marked(remote.StreamAsync(body, cancellationToken), mark, RemoteEngine.SampleRate, cancellationToken);
+        var request = JsonSerializer.Deserialize<RemoteRequest>(sent, JsonOptions)!;
+        return Marked(remote.StreamAsync(request.Body.GetRawText(), request.Files, cancellationToken), mark, RemoteEngine.SampleRate, cancellationToken);
     }
 
     private async IAsyncEnumerable<float[]> Marked(IAsyncEnumerable<float[]> chunks, EngineMark mark, int sampleRate, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -112,6 +113,9 @@ public sealed partial class EngineHost
             yield return tail;
         }
     }
+
+    /// <summary>host.remote_body's answer: the body to send, and the sample files a worker may ask for, by SHA-256.</summary>
+    private sealed record RemoteRequest(JsonElement Body, Dictionary<string, string> Files);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine} ({Kind}) on {Endpoints}")]
     private static partial void LogRemoteEngine(ILogger logger, string engine, string kind, string endpoints);

@@ -16,9 +16,10 @@ namespace Timbre.ControlPlane.Engines;
 public sealed record RemoteEndpointState(string Url, string State, int InFlight, string? LastError);
 
 /// <summary>
-/// An engine served by other machines with the OpenAI speech contract (vLLM-Omni): picks the least
-/// loaded healthy endpoint, moves to another when one fails before its first audio, and skips one
-/// that keeps failing (a circuit breaker per endpoint) until a later request tries it again.
+/// An engine served by other machines: with the OpenAI speech contract (vLLM-Omni), or by Timbre worker
+/// nodes (POST /v1/cluster/speech). Picks the least loaded healthy endpoint, moves to another when one
+/// fails before its first audio, and skips one that keeps failing (a circuit breaker per endpoint) until
+/// a later request tries it again.
 /// </summary>
 /// <remarks>
 /// Only the connection and the wait for first audio are retried: once audio has gone to the caller, a
@@ -54,15 +55,18 @@ public sealed partial class RemoteEngine
     public bool Usable => endpoints.Any(e => !e.Broken);
 
     /// <summary>
-    /// Streams speech for <paramref name="bodyJson"/> (a POST /v1/audio/speech body) as float32 chunks
-    /// at <see cref="SampleRate"/>, unmarked: the caller marks them.
+    /// Streams speech for <paramref name="bodyJson"/> (a POST /v1/audio/speech body, or a worker node's
+    /// /v1/cluster/speech body) as float32 chunks at <see cref="SampleRate"/>, unmarked: the caller marks them.
     /// </summary>
+    /// <param name="bodyJson">The request body.</param>
+    /// <param name="files">The voice's sample files by SHA-256: what a worker that lacks one is sent.</param>
+    /// <param name="cancellationToken">The caller leaving, or its deadline.</param>
     /// <exception cref="EngineInputException">The server refused the request as invalid (400/422): not retried.</exception>
     /// <exception cref="EngineUnavailableException">No endpoint produced first audio.</exception>
     /// <exception cref="EngineFailedException">The endpoint failed after audio had been sent.</exception>
-    public async IAsyncEnumerable<float[]> StreamAsync(string bodyJson, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<float[]> StreamAsync(string bodyJson, IReadOnlyDictionary<string, string> files, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var stream = await OpenAsync(bodyJson, cancellationToken);
+        var stream = await OpenAsync(new Outgoing(bodyJson, files), cancellationToken);
         try
         {
             while (await stream.ReadAsync(cancellationToken) is { } chunk)
@@ -78,7 +82,7 @@ public sealed partial class RemoteEngine
     }
 
     /// <summary>The first endpoint, in order of load, that answers with audio; its first chunk is read.</summary>
-    private async Task<UpstreamStream> OpenAsync(string bodyJson, CancellationToken cancellationToken)
+    private async Task<UpstreamStream> OpenAsync(Outgoing outgoing, CancellationToken cancellationToken)
     {
         var tried = new HashSet<Endpoint>();
         var failures = new List<string>();
@@ -88,8 +92,8 @@ public sealed partial class RemoteEngine
             try
             {
                 return await endpoint.Breaker.ExecuteAsync(
-                    static async (state, ct) => await state.endpoint.Owner.StartAsync(state.endpoint, state.bodyJson, ct),
-                    (endpoint, bodyJson),
+                    static async (state, ct) => await state.endpoint.Owner.StartAsync(state.endpoint, state.outgoing, ct),
+                    (endpoint, outgoing),
                     cancellationToken);
             }
             catch (BrokenCircuitException)
@@ -152,7 +156,7 @@ public sealed partial class RemoteEngine
     }
 
     /// <summary>Sends the request to one endpoint and waits for its first audio, within FirstAudioTimeoutSeconds.</summary>
-    private async Task<UpstreamStream> StartAsync(Endpoint endpoint, string bodyJson, CancellationToken cancellationToken)
+    private async Task<UpstreamStream> StartAsync(Endpoint endpoint, Outgoing outgoing, CancellationToken cancellationToken)
     {
         using var firstAudio = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         firstAudio.CancelAfter(TimeSpan.FromSeconds(Options.FirstAudioTimeoutSeconds));
@@ -160,16 +164,18 @@ public sealed partial class RemoteEngine
         UpstreamStream? stream = null;
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(endpoint.Url, "v1/audio/speech"))
+            response = await SendAsync(endpoint, outgoing, firstAudio.Token);
+            if (response.StatusCode == HttpStatusCode.Conflict && Options.Kind == RemoteEngineOptions.Timbre)
             {
-                Content = new StringContent(bodyJson, Encoding.UTF8, "application/json"),
-            };
-            if (!string.IsNullOrEmpty(Options.ApiKey))
-            {
-                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Options.ApiKey);
+                // A worker keeps each sample once, by content: it names those it lacks, they are sent, and
+                // the request is made again. A worker that still lacks them is failing.
+                var missing = await MissingAsync(response, firstAudio.Token);
+                response.Dispose();
+                response = null;
+                await UploadAsync(endpoint, missing, outgoing.Files, firstAudio.Token);
+                response = await SendAsync(endpoint, outgoing, firstAudio.Token);
             }
 
-            response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, firstAudio.Token);
             if (!response.IsSuccessStatusCode)
             {
                 throw await RefusalAsync(endpoint, response, firstAudio.Token);
@@ -200,6 +206,72 @@ public sealed partial class RemoteEngine
         }
     }
 
+    private async Task<HttpResponseMessage> SendAsync(Endpoint endpoint, Outgoing outgoing, CancellationToken cancellationToken)
+    {
+        var path = Options.Kind == RemoteEngineOptions.Timbre ? "v1/cluster/speech" : "v1/audio/speech";
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(endpoint.Url, path))
+        {
+            Content = new StringContent(outgoing.Body, Encoding.UTF8, "application/json"),
+        };
+        Authorise(request);
+        return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+    }
+
+    private void Authorise(HttpRequestMessage request)
+    {
+        if (!string.IsNullOrEmpty(Options.ApiKey))
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Options.ApiKey);
+        }
+    }
+
+    /// <summary>The samples a worker's 409 names as missing.</summary>
+    private static async Task<List<string>> MissingAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        try
+        {
+            using var json = JsonDocument.Parse(text);
+            if (json.RootElement.TryGetProperty("missing", out var missing) && missing.ValueKind == JsonValueKind.Array)
+            {
+                return [.. missing.EnumerateArray().Where(m => m.ValueKind == JsonValueKind.String).Select(m => m.GetString()!)];
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        throw new EndpointFailedException($"HTTP 409 without the list of missing samples: {(text.Length > 300 ? text[..300] : text)}");
+    }
+
+    /// <summary>PUT /v1/cluster/samples/{sha256} for each sample the worker lacks; it checks the hash.</summary>
+    private async Task UploadAsync(Endpoint endpoint, List<string> missing, IReadOnlyDictionary<string, string> files, CancellationToken cancellationToken)
+    {
+        foreach (var sha in missing)
+        {
+            if (!files.TryGetValue(sha, out var path))
+            {
+                throw new EndpointFailedException($"it asked for sample {sha}, which this request did not name");
+            }
+
+            await using var file = File.OpenRead(path);
+            using var request = new HttpRequestMessage(HttpMethod.Put, new Uri(endpoint.Url, $"v1/cluster/samples/{sha}"))
+            {
+                Content = new StreamContent(file),
+            };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("audio/wav");
+            Authorise(request);
+            using var response = await http.SendAsync(request, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                var (message, _) = ErrorOf(await response.Content.ReadAsStringAsync(cancellationToken));
+                throw new EndpointFailedException($"sending sample {sha[..12]} failed: HTTP {(int)response.StatusCode}{(message is null ? "" : $": {message}")}");
+            }
+
+            LogSampleSent(logger, Name, endpoint.Text, sha);
+        }
+    }
+
     /// <summary>The exception for a refused request: the caller's fault (400, 422) or the endpoint's (the rest).</summary>
     private async Task<Exception> RefusalAsync(Endpoint endpoint, HttpResponseMessage response, CancellationToken cancellationToken)
     {
@@ -222,7 +294,9 @@ public sealed partial class RemoteEngine
 
         var hint = response.StatusCode switch
         {
+            HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden when Options.Kind == RemoteEngineOptions.Timbre => $" (Timbre:Engine:Remote:{Name}:ApiKey must be the worker's Timbre:Cluster:NodeKey)",
             HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => $" (check Timbre:Engine:Remote:{Name}:ApiKey)",
+            HttpStatusCode.NotFound when Options.Kind == RemoteEngineOptions.Timbre => $" (check that {endpoint.Url} is a Timbre node with Timbre:Cluster:NodeKey set)",
             HttpStatusCode.NotFound => $" (check Timbre:Engine:Remote:{Name}:Model and that {endpoint.Url} serves /v1/audio/speech)",
             _ => "",
         };
@@ -250,7 +324,9 @@ public sealed partial class RemoteEngine
 
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("detail", out var detail))
             {
-                return (detail.ValueKind == JsonValueKind.String ? detail.GetString() : detail.GetRawText(), null);
+                // FastAPI's {"detail"}, or a Timbre worker's problem details with its "field".
+                var field = root.TryGetProperty("field", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString() : null;
+                return (detail.ValueKind == JsonValueKind.String ? detail.GetString() : detail.GetRawText(), field);
             }
         }
         catch (JsonException)
@@ -263,11 +339,14 @@ public sealed partial class RemoteEngine
     /// <summary>The contract's field in Timbre's words.</summary>
     private static string? FieldOf(string? param) => param switch
     {
-        "input" => "text",
+        "input" or "text" => "text",
         "voice" or "ref_audio" or "ref_text" => "voice",
         "language" or "speed" or "instructions" => param,
         _ => null,
     };
+
+    /// <summary>What one request sends: its body, and the sample files a worker may ask for.</summary>
+    private sealed record Outgoing(string Body, IReadOnlyDictionary<string, string> Files);
 
     /// <summary>The server broke or could not be reached; another endpoint may serve the request.</summary>
     private sealed class EndpointFailedException(string message) : Exception(message);
@@ -356,4 +435,7 @@ public sealed partial class RemoteEngine
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine}: endpoint {Endpoint} serves again")]
     private static partial void LogClosed(ILogger logger, string engine, string endpoint);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Remote engine {Engine}: sent sample {Sha256} to {Endpoint}, which lacked it")]
+    private static partial void LogSampleSent(ILogger logger, string engine, string endpoint, string sha256);
 }

@@ -35,6 +35,12 @@ public sealed class ClusterOptions
     /// channel and keys that carry a hub stream's cancel and RequestId across nodes. Empty: one node.
     /// </summary>
     public string? Redis { get; set; }
+
+    /// <summary>
+    /// A secret that lets other Timbre nodes use this one as a worker (POST /v1/cluster/speech, unmarked PCM
+    /// that the front marks): their Timbre:Engine:Remote:&lt;name&gt;:ApiKey. Empty: this node serves no node.
+    /// </summary>
+    public string? NodeKey { get; set; }
 }
 
 /// <summary>The provenance mark every clip carries (README, "Provenance mark").</summary>
@@ -166,16 +172,24 @@ public sealed class RemoteEngineOptions
 {
     public const string OpenAiSpeech = "openai-speech";
 
-    /// <summary>openai-speech: vLLM-Omni serving Qwen3-TTS, or any server with its POST /v1/audio/speech contract.</summary>
+    public const string Timbre = "timbre";
+
+    /// <summary>
+    /// openai-speech: vLLM-Omni serving Qwen3-TTS, or any server with its POST /v1/audio/speech contract;
+    /// timbre: other Timbre nodes (workers with Timbre:Cluster:NodeKey set).
+    /// </summary>
     public string Kind { get; set; } = "";
 
     /// <summary>Base URLs of the servers; a request goes to the least loaded healthy one.</summary>
     public List<string> Endpoints { get; set; } = [];
 
-    /// <summary>Sent as a bearer token (vLLM's --api-key).</summary>
+    /// <summary>Sent as a bearer token: vLLM's --api-key, or a Timbre worker's Timbre:Cluster:NodeKey.</summary>
     public string? ApiKey { get; set; }
 
-    /// <summary>The model the servers run (a Qwen3-TTS checkpoint id or folder): it decides cloning, speakers or voice design.</summary>
+    /// <summary>
+    /// openai-speech: the model the servers run (a Qwen3-TTS checkpoint id or folder), which decides cloning,
+    /// speakers or voice design. timbre: the worker's engine (classic, qwen3 or xtts; classic when empty).
+    /// </summary>
     public string Model { get; set; } = "";
 
     /// <summary>Streams one endpoint runs at once; keep it at or below the server's --max-num-seqs.</summary>

@@ -28,6 +28,19 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
             }
         }
 
+        if (options.Cluster.NodeKey is { } nodeKey && nodeKey.Length > 0)
+        {
+            if (nodeKey.Length < 24 || nodeKey.Trim() != nodeKey)
+            {
+                errors.Add("Timbre:Cluster:NodeKey is too short: use at least 24 random characters (openssl rand -hex 24), with no spaces at either end.");
+            }
+
+            if (options.Auth.ApiKeys.Contains(nodeKey))
+            {
+                errors.Add("Timbre:Cluster:NodeKey is also one of Timbre:Auth:ApiKeys: give the nodes a secret of their own, since it buys unmarked audio.");
+            }
+        }
+
         if (!options.Engine.Exists(options.Engine.Default))
         {
             errors.Add($"Timbre:Engine:Default is '{options.Engine.Default}': use one of {string.Join(", ", options.Engine.Names)}.");
@@ -101,9 +114,14 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
                 errors.Add($"{key}: a remote engine's name must be lower-case letters, digits and dashes (at most 32), and not {string.Join(", ", EngineOptions.Known)}.");
             }
 
-            if (remote.Kind != RemoteEngineOptions.OpenAiSpeech)
+            if (remote.Kind is not (RemoteEngineOptions.OpenAiSpeech or RemoteEngineOptions.Timbre))
             {
-                errors.Add($"{key}:Kind is '{remote.Kind}': use {RemoteEngineOptions.OpenAiSpeech} (vLLM-Omni or a server with its /v1/audio/speech contract).");
+                errors.Add($"{key}:Kind is '{remote.Kind}': use {RemoteEngineOptions.OpenAiSpeech} (vLLM-Omni or a server with its /v1/audio/speech contract) or {RemoteEngineOptions.Timbre} (other Timbre nodes).");
+            }
+
+            if (remote.Kind == RemoteEngineOptions.Timbre && remote.Model is not ("" or "classic" or "qwen3" or "xtts"))
+            {
+                errors.Add($"{key}:Model is '{remote.Model}': for Timbre workers name the worker's engine, classic, qwen3 or xtts.");
             }
 
             if (remote.Endpoints.Count == 0)

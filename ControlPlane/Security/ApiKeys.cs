@@ -26,6 +26,12 @@ public sealed class ApiKeys(
 {
     public const string SchemeName = "ApiKey";
 
+    /// <summary>The role of a caller that presented Timbre:Cluster:NodeKey: another Timbre node.</summary>
+    public const string NodeRole = "timbre-node";
+
+    /// <summary>The client name a node's requests are scheduled and limited under.</summary>
+    public const string NodeClient = "node";
+
     // Set on a request refused for its address's wrong keys: the challenge answers 429 instead of 401.
     private static readonly object RefusedFor = new();
 
@@ -37,9 +43,17 @@ public sealed class ApiKeys(
     public static string IdOf(string key) => "key-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..8];
 
     private readonly AuthOptions auth = timbre.Value.Auth;
+    private readonly byte[]? nodeKey = string.IsNullOrEmpty(timbre.Value.Cluster.NodeKey) ? null : SHA256.HashData(Encoding.UTF8.GetBytes(timbre.Value.Cluster.NodeKey));
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
+        // Another Timbre node: allowed the node API (/v1/cluster) and nothing that an API key would not be.
+        if (nodeKey is not null && Presented(Context.Request) is { } candidate
+            && CryptographicOperations.FixedTimeEquals(nodeKey, SHA256.HashData(Encoding.UTF8.GetBytes(candidate))))
+        {
+            return Task.FromResult(Success(NodeClient, NodeRole));
+        }
+
         var keys = auth.ApiKeys;
         if (keys.Count == 0)
         {
@@ -104,10 +118,21 @@ public sealed class ApiKeys(
         return null;
     }
 
-    private static AuthenticateResult Success(string client)
+    private static AuthenticateResult Success(string client, string? role = null)
     {
-        var identity = new ClaimsIdentity([new Claim(ClaimTypes.NameIdentifier, client)], SchemeName);
+        Claim[] claims = role is null
+            ? [new Claim(ClaimTypes.NameIdentifier, client)]
+            : [new Claim(ClaimTypes.NameIdentifier, client), new Claim(ClaimTypes.Role, role)];
+        var identity = new ClaimsIdentity(claims, SchemeName);
         return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName));
+    }
+
+    protected override Task HandleForbiddenAsync(AuthenticationProperties properties)
+    {
+        var detail = Context.User.IsInRole(NodeRole)
+            ? "Timbre:Cluster:NodeKey opens the node API (/v1/cluster) only: send an API key from Timbre:Auth:ApiKeys."
+            : "The node API (/v1/cluster) takes this node's Timbre:Cluster:NodeKey, not an API key.";
+        return Problems.Create(StatusCodes.Status403Forbidden, detail).ExecuteAsync(Context);
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)

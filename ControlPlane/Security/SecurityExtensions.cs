@@ -19,9 +19,12 @@ public static class SecurityExtensions
         builder.Services.AddLogRedaction();
         builder.Services.AddSingleton<FailedKeyAttempts>();
         builder.Services.AddAuthentication(ApiKeys.SchemeName).AddScheme<AuthenticationSchemeOptions, ApiKeys>(ApiKeys.SchemeName, null);
-        // Every endpoint needs a key unless it says otherwise (/health and /ready do).
-        builder.Services.AddAuthorizationBuilder().SetFallbackPolicy(
-            new AuthorizationPolicyBuilder(ApiKeys.SchemeName).RequireAuthenticatedUser().Build());
+        // Every endpoint needs a key unless it says otherwise (/health and /ready do). The node key opens
+        // the node API (/v1/cluster) only: it buys unmarked audio, and is no API key.
+        builder.Services.AddAuthorizationBuilder()
+            .SetFallbackPolicy(new AuthorizationPolicyBuilder(ApiKeys.SchemeName).RequireAuthenticatedUser()
+                .RequireAssertion(c => !c.User.IsInRole(ApiKeys.NodeRole)).Build())
+            .AddPolicy(ApiKeys.NodeRole, new AuthorizationPolicyBuilder(ApiKeys.SchemeName).RequireRole(ApiKeys.NodeRole).Build());
 
         builder.Services.AddSingleton(sp => new RequestLimiter(CreateLimiter(sp.GetRequiredService<IOptions<TimbreOptions>>().Value.Limits.RequestsPerMinute, sp.GetRequiredService<ClusterLink>())));
         builder.Services.AddRateLimiter(_ => { });

@@ -15,6 +15,7 @@ public static class SpeechExtensions
         builder.Services.AddSingleton<AudioEncoder>();
         builder.Services.AddSingleton<ClusterLink>();
         builder.Services.AddSingleton<SpeechRequests>();
+        builder.Services.AddSingleton<NodeSamples>();
         builder.Services.AddHostedService(s => s.GetRequiredService<SpeechRequests>());
         builder.Services.AddSingleton<IHostLifetime, DrainOnSignal>();
         // The drain has already waited for streams; what is left after it gets a short grace.
@@ -52,6 +53,7 @@ public static class SpeechExtensions
     {
         app.MapNativeSpeech();
         app.MapOpenAi();
+        app.MapNodeApi();
         app.MapHub<SpeechHub>("/hubs/speech", o =>
         {
             // The server sends audio; it receives only small requests.

@@ -13,13 +13,17 @@ public static class SpeechHttp
 
     /// <summary>Starts synthesis and maps every refusal to its problem details; null result means started.</summary>
     public static async Task<(Synthesizer.SpeechStream? Stream, IResult? Error)> StartAsync(
-        Synthesizer synthesizer, SpeechJob job, HttpContext http, SpeechFields fields, bool openAi)
+        Synthesizer synthesizer, SpeechJob job, HttpContext http, SpeechFields fields, bool openAi, bool forNode = false)
     {
         try
         {
-            var stream = await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted);
-            // The generation log's id for this clip: what POST /v1/provenance/detect answers for it later.
-            http.Response.Headers["Timbre-Clip-Id"] = stream.ClipId;
+            var stream = await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted, forNode);
+            if (!forNode)
+            {
+                // The generation log's id for this clip: what POST /v1/provenance/detect answers for it later.
+                http.Response.Headers["Timbre-Clip-Id"] = stream.ClipId;
+            }
+
             return (stream, null);
         }
         catch (Exception e) when (ProblemOf(e, fields, openAi) is { } problem)

@@ -29,6 +29,9 @@ public sealed record SpeechFields(string Text, string Voice, string Engine)
 /// <summary>A checked request: an engine, a voice that exists and what to say.</summary>
 public sealed record SpeechJob(string Engine, VoiceRecord Voice, string VoiceDirectory, IReadOnlyList<EngineSample> Samples, EngineSpeechRequest Request);
 
+/// <summary>A voice another node sent: its samples stored on this node by content, and a folder for the engines' caches.</summary>
+public sealed record NodeVoice(VoiceRecord Record, string Folder, IReadOnlyList<EngineSample> Samples);
+
 /// <summary>Why a request cannot be served, with the status and field to report.</summary>
 public sealed record SpeechProblem(int Status, string Detail, string? Field);
 
@@ -46,7 +49,23 @@ public sealed partial class Synthesizer(
     private readonly TimbreOptions settings = options.Value;
 
     /// <summary>Checks a request against the limits and the library; the problem says what to change.</summary>
-    public (SpeechJob? Job, SpeechProblem? Problem) Check(SpeechInput input, SpeechFields fields)
+    public (SpeechJob? Job, SpeechProblem? Problem) Check(SpeechInput input, SpeechFields fields) => Check(input, fields, null);
+
+    /// <summary>
+    /// Checks another node's request (the node API): the same limits, one of this node's own engines, and the
+    /// voice it sent (its samples, stored here by content) in place of one from the library.
+    /// </summary>
+    public (SpeechJob? Job, SpeechProblem? Problem) CheckForNode(SpeechInput input, NodeVoice voice)
+    {
+        if (input.Engine is { } engine && engines.IsRemote(engine))
+        {
+            return Fail(400, $"engine '{engine}' is remote on this node too: a worker serves its own engines ({string.Join(", ", engines.List().Where(d => d.Endpoints is null).Select(d => d.Name))}).", "engine");
+        }
+
+        return Check(input, SpeechFields.Native, voice);
+    }
+
+    private (SpeechJob? Job, SpeechProblem? Problem) Check(SpeechInput input, SpeechFields fields, NodeVoice? given)
     {
         var maxText = settings.Limits.MaxTextLength;
         if (string.IsNullOrWhiteSpace(input.Text))
@@ -81,6 +100,17 @@ public sealed partial class Synthesizer(
         if (description is not null && !description.Capabilities.Contains("clone"))
         {
             return CheckModelVoice(input, fields, engine, description);
+        }
+
+        if (given is not null)
+        {
+            if (given.Samples.Count == 0)
+            {
+                return Fail(400, "samples is empty: send the voice's samples (sha256, transcript, role).", "voice");
+            }
+
+            var nodeRequest = new EngineSpeechRequest(input.Text, input.Language, input.Speed ?? 1.0, input.Instructions);
+            return (new SpeechJob(engine, given.Record, given.Folder, given.Samples, nodeRequest), null);
         }
 
         if (string.IsNullOrWhiteSpace(input.Voice))
@@ -159,10 +189,14 @@ public sealed partial class Synthesizer(
     /// write blocked on a client that stopped reading cannot be cancelled any other way.
     /// </param>
     /// <param name="cancellationToken">The caller going away.</param>
+    /// <param name="forNode">
+    /// Another Timbre node asks (the node API): the audio goes out unmarked and is not logged here, since
+    /// that node marks it with its own key and logs it as its clip.
+    /// </param>
     /// <exception cref="SpeechRejectedException">Queue full, draining, or the request timed out before audio.</exception>
     /// <exception cref="EngineInputException">The engine refused the request.</exception>
     /// <exception cref="EngineUnavailableException">The engine cannot load.</exception>
-    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, Action cutOff, CancellationToken cancellationToken)
+    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, Action cutOff, CancellationToken cancellationToken, bool forNode = false)
     {
         var arrived = TimeProvider.System.GetTimestamp();
         var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -173,14 +207,14 @@ public sealed partial class Synthesizer(
         {
             lease = await scheduler.EnterAsync(job.Engine, client, job.Request.Text.Length, timeout.Token);
             var info = await engines.LoadAsync(job.Engine, timeout.Token);
-            var clip = "clip_" + Guid.CreateVersion7().ToString("n");
+            var clip = forNode ? "" : "clip_" + Guid.CreateVersion7().ToString("n");
             var tag = provenanceKey.TagOf(clip);
             // The log's write (an fsync) runs beside the engine's first chunk rather than before it, and is
             // awaited before any audio leaves: a clip the log cannot attribute is never sent.
             var record = new ClipRecord(clip, tag, DateTimeOffset.UtcNow, job.Voice.Id, job.Engine, client,
                 Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.Request.Text))));
-            var logged = Task.Run(() => generations.Record(record), CancellationToken.None);
-            var request = job.Request with { Mark = new EngineMark(provenanceKey.Path, settings.Provenance.Enabled ? tag : null) };
+            var logged = forNode ? Task.CompletedTask : Task.Run(() => generations.Record(record), CancellationToken.None);
+            var request = job.Request with { Mark = new EngineMark(provenanceKey.Path, settings.Provenance.Enabled && !forNode ? tag : null) };
             chunks = engines.StreamAsync(job.Engine, job.VoiceDirectory, job.Samples, request, timeout.Token).GetAsyncEnumerator(timeout.Token);
             var first = chunks.MoveNextAsync().AsTask();
             // Both end before anything else happens; an engine failure is reported ahead of a log failure.
@@ -235,7 +269,8 @@ public sealed partial class Synthesizer(
     private void Ended(SpeechJob job, string clip, string outcome, int chunks, double audioSeconds, string audioSha256, TimeSpan elapsed)
     {
         metrics.StreamEnded(job.Engine, outcome);
-        if (outcome == "completed")
+        // A node's request has no clip here (its front logs it).
+        if (outcome == "completed" && clip.Length > 0)
         {
             try
             {

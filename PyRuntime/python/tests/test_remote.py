@@ -1,12 +1,15 @@
-"""What a front node sends an openai-speech engine (vLLM-Omni with Qwen3-TTS) for each kind of checkpoint."""
+"""What a front node sends a remote engine: an openai-speech server (vLLM-Omni with Qwen3-TTS) for each
+kind of checkpoint, and a Timbre worker node."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import wave
 
 import numpy as np
 import pytest
 
+from timbre import remote
 from timbre.engines.protocol import EngineInputError, VoiceSample
 from timbre.remote import describe_openai_speech, openai_speech_body
 
@@ -60,3 +63,39 @@ def test_the_description_follows_the_checkpoint():
     assert describe_openai_speech("gpu", "Qwen/Qwen3-TTS-12Hz-1.7B-Base")["capabilities"] == ["clone"]
     custom = describe_openai_speech("gpu", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice")
     assert custom["mode"] == "custom_voice" and "instructions" not in custom["capabilities"] and "Vivian" in custom["speakers"]
+
+
+def test_a_timbre_worker_is_sent_the_samples_by_content_hash_and_never_the_front_only_version(tmp_path):
+    sample = tmp_path / "sample-1.wav"
+    prompt = tmp_path / "prompt.wav"
+    sample.write_bytes(b"RIFF sample bytes")
+    prompt.write_bytes(b"RIFF prompt bytes")
+    version = tmp_path / "versions" / "1"
+    version.mkdir(parents=True)
+    samples = [
+        VoiceSample(str(sample), "The birch canoe.", "sample"),
+        VoiceSample(str(prompt), None, "prompt"),
+        VoiceSample(str(version), None, "model"),
+    ]
+    request = {"text": "Hello there.", "language": "en", "speed": 1.25, "instructions": None, "options": {"speaker": None}}
+    body, files = remote.timbre_body("classic", request, samples)
+
+    digest = hashlib.sha256(b"RIFF sample bytes").hexdigest()
+    assert body["engine"] == "classic" and body["text"] == "Hello there." and body["speed"] == 1.25
+    assert body["samples"] == [
+        {"sha256": digest, "transcript": "The birch canoe.", "role": "sample"},
+        {"sha256": hashlib.sha256(b"RIFF prompt bytes").hexdigest(), "transcript": None, "role": "prompt"},
+    ]
+    assert files[digest] == str(sample) and len(files) == 2
+    # A changed file is hashed again, not served from the cache.
+    sample.write_bytes(b"RIFF other bytes, longer")
+    assert remote.timbre_body("classic", request, samples)[0]["samples"][0]["sha256"] == hashlib.sha256(b"RIFF other bytes, longer").hexdigest()
+
+
+def test_a_timbre_workers_engine_is_described_as_this_release_describes_it():
+    described = remote.describe_timbre("workers", "classic")
+    assert described["name"] == "workers" and described["available"] is True
+    assert described["languages"] == ["en"] and "clone" in described["capabilities"]
+    assert "remote Timbre nodes" in described["title"]
+    with pytest.raises(ValueError, match="classic, qwen3, xtts"):
+        remote.describe_timbre("workers", "tortoise")

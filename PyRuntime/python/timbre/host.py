@@ -154,18 +154,25 @@ def remote_describe(kind: str, name: str, model: str) -> str:
     """A remote engine's description, from what its configuration says it serves."""
     from . import remote
 
-    if kind != "openai-speech":
-        raise ValueError(f"no description for remote kind {kind!r}")
-    return json.dumps(remote.describe_openai_speech(name, model))
+    if kind == "openai-speech":
+        return json.dumps(remote.describe_openai_speech(name, model))
+    if kind == "timbre":
+        return json.dumps(remote.describe_timbre(name, model))
+    raise ValueError(f"no description for remote kind {kind!r}")
 
 
 def remote_body(kind: str, model: str, samples_json: str, request_json: str) -> str:
-    """The request body a remote engine of this kind is sent (timbre/remote.py)."""
+    """What a remote engine of this kind is sent (timbre/remote.py): {"body": the request's JSON body,
+    "files": sample files by SHA-256, for a worker that asks for them}."""
     from . import remote
 
-    if kind != "openai-speech":
-        raise ValueError(f"no request body for remote kind {kind!r}")
-    return json.dumps(remote.openai_speech_body(model, json.loads(request_json), _samples(samples_json)))
+    request, samples = json.loads(request_json), _samples(samples_json)
+    if kind == "openai-speech":
+        return json.dumps({"body": remote.openai_speech_body(model, request, samples), "files": {}})
+    if kind == "timbre":
+        body, files = remote.timbre_body(model, request, samples)
+        return json.dumps({"body": body, "files": files})
+    raise ValueError(f"no request body for remote kind {kind!r}")
 
 
 def mark_open(key_path: str, tag: int, sample_rate: int) -> provenance.Marker:

@@ -3,21 +3,29 @@
 The front node's .NET code does the HTTP (endpoints, retries, streaming); this module holds what
 depends on the model behind an `openai-speech` endpoint (vLLM-Omni serving Qwen3-TTS, ENGINES.md):
 which task its checkpoint runs, the language names it takes, which sample clones the voice, and the
-text preparation every Timbre engine applies. A remote engine's audio is marked on the front
-(`Marker` in host.py), as the local engines' audio is, because the server that made it does not.
+text preparation every Timbre engine applies. For a `timbre` endpoint (another Timbre node, DESIGN.md's
+node API) it names the voice's samples by content hash, so the worker keeps a copy of each once and
+needs no voice library. A remote engine's audio is marked on the front (`Marker` in host.py), as the
+local engines' audio is, because the server that made it does not.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from typing import Any, Sequence
 
+from .engines import describe as describe_engine
 from .engines.protocol import EngineInputError, VoiceSample, by_role
 from .engines.qwen3 import LANGUAGES, SPEAKERS, language_name, model_type
 from .textprep import prepare
 
 # The reference audio each request carries, by file and modification time: a voice speaks many times.
 _references: dict[tuple[str, int], str] = {}
+# Sample files' SHA-256 by file, size and modification time.
+_hashes: dict[tuple[str, int, int], str] = {}
+# The roles a Timbre worker is sent: audio files. A fine-tuned version (role "model") stays on the front.
+NODE_ROLES = ("sample", "prompt", "reference")
 
 
 def describe_openai_speech(name: str, model: str) -> dict[str, Any]:
@@ -107,4 +115,61 @@ def _reference(path: str) -> str:
         if len(_references) > 64:
             _references.clear()
         _references[key] = found
+    return found
+
+
+def describe_timbre(name: str, model: str) -> dict[str, Any]:
+    """A Timbre worker's engine, described as this node's own code describes that engine: the same release
+    runs on both. Availability is the endpoints' to say (their circuit breakers), not this machine's."""
+    engine = model or "classic"
+    try:
+        local = describe_engine(engine, {})
+    except EngineInputError as e:
+        raise ValueError(f"a timbre remote engine's Model names one of the worker's engines (classic, qwen3, xtts), not {engine!r}") from e
+    return {
+        **local,
+        "name": name,
+        "title": f"{local.get('title') or engine} on remote Timbre nodes",
+        "available": True,
+        "reason": None,
+    }
+
+
+def timbre_body(model: str, request: dict[str, Any], samples: Sequence[VoiceSample]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The JSON body of POST /v1/cluster/speech on a worker, and each named sample's file by its SHA-256
+    (what the front uploads when the worker answers that it lacks one)."""
+    files: dict[str, str] = {}
+    named = []
+    for s in samples:
+        if s.role not in NODE_ROLES:
+            continue
+        digest = _sha256(s.path)
+        files[digest] = s.path
+        named.append({"sha256": digest, "transcript": s.transcript, "role": s.role})
+    options = request.get("options") or {}
+    body = {
+        "engine": model or "classic",
+        "text": request["text"],
+        "language": request.get("language"),
+        "speed": request.get("speed"),
+        "instructions": request.get("instructions"),
+        "speaker": options.get("speaker"),
+        "samples": named,
+    }
+    return body, files
+
+
+def _sha256(path: str) -> str:
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    found = _hashes.get(key)
+    if found is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        found = digest.hexdigest()
+        if len(_hashes) > 1024:
+            _hashes.clear()
+        _hashes[key] = found
     return found
