@@ -29,7 +29,7 @@ public sealed class ApiKeys(
     /// <summary>The role of a caller that presented Timbre:Cluster:NodeKey: another Timbre node.</summary>
     public const string NodeRole = "timbre-node";
 
-    /// <summary>The client name a node's requests are scheduled and limited under.</summary>
+    /// <summary>The client name a node's requests are scheduled under (the node API has no per-key rate limit).</summary>
     public const string NodeClient = "node";
 
     // Set on a request refused for its address's wrong keys: the challenge answers 429 instead of 401.
@@ -47,7 +47,7 @@ public sealed class ApiKeys(
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
-        // Another Timbre node: allowed the node API (/v1/cluster) and nothing that an API key would not be.
+        // Another Timbre node: the node API (/v1/cluster) and nothing else (the policies in SecurityExtensions).
         if (nodeKey is not null && Presented(Context.Request) is { } candidate
             && CryptographicOperations.FixedTimeEquals(nodeKey, SHA256.HashData(Encoding.UTF8.GetBytes(candidate))))
         {

@@ -57,7 +57,8 @@ public sealed partial class Synthesizer(
     /// </summary>
     public (SpeechJob? Job, SpeechProblem? Problem) CheckForNode(SpeechInput input, NodeVoice voice)
     {
-        if (input.Engine is { } engine && engines.IsRemote(engine))
+        // A worker whose own engine is remote would pass the request on: nodes do not chain.
+        if ((input.Engine ?? engines.DefaultEngine) is var engine && engines.IsRemote(engine))
         {
             return Fail(400, $"engine '{engine}' is remote on this node too: a worker serves its own engines ({string.Join(", ", engines.List().Where(d => d.Endpoints is null).Select(d => d.Name))}).", "engine");
         }
