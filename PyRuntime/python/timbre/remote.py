@@ -3,7 +3,7 @@
 The front node's .NET code does the HTTP (endpoints, retries, streaming); this module holds what
 depends on the model behind an `openai-speech` endpoint (vLLM-Omni serving Qwen3-TTS, ENGINES.md):
 which task its checkpoint runs, the language names it takes, which sample clones the voice, and the
-text preparation every Timbre engine applies. For a `timbre` endpoint (another Timbre node, DESIGN.md's
+text preparation every Timbre engine applies. For a `timbre` endpoint (another Timbre node, the README's
 node API) it names the voice's samples by content hash, so the worker keeps a copy of each once and
 needs no voice library. A remote engine's audio is marked on the front (`Marker` in host.py), as the
 local engines' audio is, because the server that made it does not.
