@@ -9,9 +9,10 @@ namespace Timbre.PyRuntime;
 /// </summary>
 /// <remarks>
 /// The thread woken is the one that went idle last. Under light load one thread then runs every step of a
-/// stream, as a Python program's own loop would, with its caches and its allocator's arena warm; woken in
+/// stream, as a Python program's own loop would, with its caches and its allocator's arena warm. Woken in
 /// turn (a monitor's order), four threads took a stream's steps in rotation and the classic engine's first
-/// chunk took 4-12 ms longer than in one thread (median of paired rounds, against 1-4 ms woken last-idle-first). Under load every thread is busy and the order is moot.
+/// chunk took 4-12 ms longer than in one thread (medians of paired rounds; 1-4 ms woken last-idle-first).
+/// Under load every thread is busy and the order is moot.
 /// </remarks>
 internal sealed class WorkQueue
 {

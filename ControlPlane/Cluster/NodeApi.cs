@@ -119,7 +119,7 @@ public static class NodeApi
             return SpeechHttp.Problem(problem, openAi: false);
         }
 
-        var (stream, error) = await SpeechHttp.StartAsync(synthesizer, job!, http, SpeechFields.Native, openAi: false, forNode: true);
+        var (stream, error) = await SpeechHttp.StartAsync(synthesizer, job!, http, SpeechFields.Native, openAi: false);
         if (error is not null)
         {
             return error;

@@ -13,12 +13,12 @@ public static class SpeechHttp
 
     /// <summary>Starts synthesis and maps every refusal to its problem details; null result means started.</summary>
     public static async Task<(Synthesizer.SpeechStream? Stream, IResult? Error)> StartAsync(
-        Synthesizer synthesizer, SpeechJob job, HttpContext http, SpeechFields fields, bool openAi, bool forNode = false)
+        Synthesizer synthesizer, SpeechJob job, HttpContext http, SpeechFields fields, bool openAi)
     {
         try
         {
-            var stream = await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted, forNode);
-            if (!forNode)
+            var stream = await synthesizer.StartAsync(job, ApiKeys.ClientOf(http.User), http.Abort, http.RequestAborted);
+            if (!job.ForNode)
             {
                 // The generation log's id for this clip: what POST /v1/provenance/detect answers for it later.
                 http.Response.Headers["Timbre-Clip-Id"] = stream.ClipId;

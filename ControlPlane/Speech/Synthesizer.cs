@@ -27,7 +27,14 @@ public sealed record SpeechFields(string Text, string Voice, string Engine)
 }
 
 /// <summary>A checked request: an engine, a voice that exists and what to say.</summary>
-public sealed record SpeechJob(string Engine, VoiceRecord Voice, string VoiceDirectory, IReadOnlyList<EngineSample> Samples, EngineSpeechRequest Request);
+public sealed record SpeechJob(string Engine, VoiceRecord Voice, string VoiceDirectory, IReadOnlyList<EngineSample> Samples, EngineSpeechRequest Request)
+{
+    /// <summary>
+    /// Another Timbre node asked (the node API, <see cref="Synthesizer.CheckForNode"/> alone sets it): the audio
+    /// goes out unmarked and is not logged here, since that node marks it with its own key and logs it as its clip.
+    /// </summary>
+    public bool ForNode { get; init; }
+}
 
 /// <summary>A voice another node sent: its samples stored on this node by content, and a folder for the engines' caches.</summary>
 public sealed record NodeVoice(VoiceRecord Record, string Folder, IReadOnlyList<EngineSample> Samples);
@@ -111,7 +118,7 @@ public sealed partial class Synthesizer(
             }
 
             var nodeRequest = new EngineSpeechRequest(input.Text, input.Language, input.Speed ?? 1.0, input.Instructions);
-            return (new SpeechJob(engine, given.Record, given.Folder, given.Samples, nodeRequest), null);
+            return (new SpeechJob(engine, given.Record, given.Folder, given.Samples, nodeRequest) { ForNode = true }, null);
         }
 
         if (string.IsNullOrWhiteSpace(input.Voice))
@@ -190,14 +197,10 @@ public sealed partial class Synthesizer(
     /// write blocked on a client that stopped reading cannot be cancelled any other way.
     /// </param>
     /// <param name="cancellationToken">The caller going away.</param>
-    /// <param name="forNode">
-    /// Another Timbre node asks (the node API): the audio goes out unmarked and is not logged here, since
-    /// that node marks it with its own key and logs it as its clip.
-    /// </param>
     /// <exception cref="SpeechRejectedException">Queue full, draining, or the request timed out before audio.</exception>
     /// <exception cref="EngineInputException">The engine refused the request.</exception>
     /// <exception cref="EngineUnavailableException">The engine cannot load.</exception>
-    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, Action cutOff, CancellationToken cancellationToken, bool forNode = false)
+    public async Task<SpeechStream> StartAsync(SpeechJob job, string client, Action cutOff, CancellationToken cancellationToken)
     {
         var arrived = TimeProvider.System.GetTimestamp();
         var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -208,14 +211,22 @@ public sealed partial class Synthesizer(
         {
             lease = await scheduler.EnterAsync(job.Engine, client, job.Request.Text.Length, timeout.Token);
             var info = await engines.LoadAsync(job.Engine, timeout.Token);
-            var clip = forNode ? "" : "clip_" + Guid.CreateVersion7().ToString("n");
-            var tag = provenanceKey.TagOf(clip);
-            // The log's write (an fsync) runs beside the engine's first chunk rather than before it, and is
-            // awaited before any audio leaves: a clip the log cannot attribute is never sent.
-            var record = new ClipRecord(clip, tag, DateTimeOffset.UtcNow, job.Voice.Id, job.Engine, client,
-                Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.Request.Text))));
-            var logged = forNode ? Task.CompletedTask : Task.Run(() => generations.Record(record), CancellationToken.None);
-            var request = job.Request with { Mark = new EngineMark(provenanceKey.Path, settings.Provenance.Enabled && !forNode ? tag : null) };
+            // A node's request has no clip here: its front marks and logs it.
+            var clip = "";
+            uint? tag = null;
+            var logged = Task.CompletedTask;
+            if (!job.ForNode)
+            {
+                clip = "clip_" + Guid.CreateVersion7().ToString("n");
+                tag = provenanceKey.TagOf(clip);
+                // The log's write (an fsync) runs beside the engine's first chunk rather than before it, and is
+                // awaited before any audio leaves: a clip the log cannot attribute is never sent.
+                var record = new ClipRecord(clip, tag.Value, DateTimeOffset.UtcNow, job.Voice.Id, job.Engine, client,
+                    Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(job.Request.Text))));
+                logged = Task.Run(() => generations.Record(record), CancellationToken.None);
+            }
+
+            var request = job.Request with { Mark = new EngineMark(provenanceKey.Path, settings.Provenance.Enabled ? tag : null) };
             chunks = engines.StreamAsync(job.Engine, job.VoiceDirectory, job.Samples, request, timeout.Token).GetAsyncEnumerator(timeout.Token);
             var first = chunks.MoveNextAsync().AsTask();
             // Both end before anything else happens; an engine failure is reported ahead of a log failure.
@@ -271,7 +282,7 @@ public sealed partial class Synthesizer(
     {
         metrics.StreamEnded(job.Engine, outcome);
         // A node's request has no clip here (its front logs it).
-        if (outcome == "completed" && clip.Length > 0)
+        if (outcome == "completed" && !job.ForNode)
         {
             try
             {
