@@ -12,6 +12,7 @@ namespace Timbre.Bench;
 internal static class Paths
 {
     public const string Direct = "Python engine, direct (floor)";
+    public const string Control = "the same, a second process (A/A control)";
     public const string SignalR = "SignalR (MessagePack)";
     public const string Rest = "REST /v1/speech, chunked";
     public const string OpenAi = "OpenAI /v1/audio/speech, pcm";

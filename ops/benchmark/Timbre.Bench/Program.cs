@@ -4,18 +4,21 @@ using Timbre.Bench;
 using Timbre.PyRuntime;
 
 // ops/bench's client. Rounds of c requests started together are run on each path in turn — the engine
-// called directly in Python (the floor), Timbre's three streaming surfaces and the FastAPI reference —
-// interleaved, in an order that rotates each round, so every path is measured in the same minutes: this
-// machine's speed drifts by tens of per cent over a run, more than the differences measured.
-// Figures, not pass/fail: the targets are printed beside them.
+// called directly in Python (the floor, twice: two processes of the same script), Timbre's three streaming
+// surfaces and the FastAPI reference — interleaved, in an order that rotates each round, so every path is
+// measured in the same minutes: this machine's speed drifts by tens of per cent over a run, more than the
+// differences measured. The second floor process is an A/A control: whatever separates it from the first
+// is the run's resolution, not anyone's cost. Figures, not pass/fail: the targets are printed beside them.
 var options = BenchOptions.Parse(args);
 using var http = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(30) }) { Timeout = TimeSpan.FromMinutes(10) };
 http.DefaultRequestHeaders.Authorization = new("Bearer", options.Key);
 await using var direct = await DirectEngine.StartAsync(options);
+await using var control = await DirectEngine.StartAsync(options);
 
 var paths = new BenchPath[]
 {
     new(Paths.Direct, false, n => Task.FromResult(new Round(() => direct.RoundAsync(n), () => ValueTask.CompletedTask))),
+    new(Paths.Control, false, n => Task.FromResult(new Round(() => control.RoundAsync(n), () => ValueTask.CompletedTask))),
     new(Paths.SignalR, true, async n => Round.Of(await Task.WhenAll(Enumerable.Range(0, n).Select(_ => Client.SignalRAsync(options))))),
     new(Paths.Rest, true, n => Task.FromResult(Round.Of([.. Enumerable.Range(0, n).Select(_ => Client.Rest(http, options, "/v1/speech"))]))),
     new(Paths.OpenAi, true, n => Task.FromResult(Round.Of([.. Enumerable.Range(0, n).Select(_ => Client.Rest(http, options, "/v1/audio/speech"))]))),
@@ -46,15 +49,22 @@ foreach (var path in paths)
 // The order of the paths within each round. A request that follows the other processes' requests finds
 // the server's caches cold: with the paths in a fixed rotation the path after the floor measured 6-12 ms
 // later first audio than the same code two places on, whichever path that was. A Williams design makes
-// each path follow every other path equally often over the sequence, so that carry-over falls on all alike.
+// each path follow every other path equally often over the sequence. That alone does not balance it:
+// Timbre's three paths are one process, so half the time a Timbre path follows its own process, warm,
+// while the floor always follows another process. Three copies of the floor, interleaved, measured means
+// 12 ms apart for the one that never followed itself. So each measured round is primed: one unmeasured
+// request on the same path just before it, and every path is measured warm (then the copies agreed
+// within 1-4 ms, which the control row shows for each run).
 var orders = WilliamsOrders(paths.Length);
 var rows = new List<Row>();
 foreach (var c in options.Concurrency)
 {
-    var rounds = Math.Max(1, (int)Math.Ceiling(options.Requests / (double)c));
+    // Whole passes through the design, so that it stays balanced. Up to c=16, one pass at least, which
+    // at c=16 also puts a p95 on 96 requests a path rather than the 64 of four rounds (that p95 was the
+    // floor's noisiest figure: 705-1040 ms between runs). Beyond, what counts is refusals, not a p95.
+    var rounds = Math.Max(c <= 16 ? orders.Length : 1, (int)Math.Ceiling(options.Requests / (double)c));
     if (rounds >= orders.Length)
     {
-        // Whole passes through the design, so that it stays balanced.
         rounds = (rounds + orders.Length - 1) / orders.Length * orders.Length;
     }
     var results = paths.ToDictionary(p => p.Name, _ => new List<Result>());
@@ -63,9 +73,11 @@ foreach (var c in options.Concurrency)
     var cpu = paths.ToDictionary(p => p.Name, _ => (Server: 0.0, Client: 0.0));
     // Connected once per concurrency, as a client that speaks often keeps its connection.
     var open = new Dictionary<string, Round>();
+    var primers = new Dictionary<string, Round>();
     foreach (var path in paths)
     {
         open[path.Name] = await path.Open(c);
+        primers[path.Name] = c == 1 ? open[path.Name] : await path.Open(1);
     }
 
     Console.Error.WriteLine($"bench: concurrency {c}, {rounds} rounds of {c} requests on each of {paths.Length} paths");
@@ -74,8 +86,9 @@ foreach (var c in options.Concurrency)
         foreach (var index in orders[round % orders.Length])
         {
             var path = paths[index];
+            await primers[path.Name].RunAsync();
             var before = path.Timbre ? await ServerFirstAudioAsync(http, options) : default;
-            var server = path.Name == Paths.Direct ? direct.Pid : path.Name == Paths.FastApi ? options.FastApiPid : options.TimbrePid;
+            var server = path.Name == Paths.Direct ? direct.Pid : path.Name == Paths.Control ? control.Pid : path.Name == Paths.FastApi ? options.FastApiPid : options.TimbrePid;
             var (serverBefore, clientBefore) = (CpuSeconds(server), ClientCpuSeconds());
             results[path.Name].AddRange(await open[path.Name].RunAsync());
             var spent = cpu[path.Name];
@@ -91,7 +104,7 @@ foreach (var c in options.Concurrency)
         }
     }
 
-    foreach (var opened in open.Values)
+    foreach (var opened in open.Values.Concat(primers.Values).Distinct())
     {
         await opened.DisposeAsync();
     }
@@ -124,6 +137,8 @@ if (options.Concurrency.Contains(1))
 {
     var floor = Find(Paths.Direct, 1);
     var hub = Find(Paths.SignalR, 1);
+    var aa = Find(Paths.Control, 1);
+    Console.WriteLine($"Resolution c=1: the floor's second process against the first (same script; what this run cannot tell apart): p50 {Ms(aa.FirstP50 - floor.FirstP50)}, mean {Ms(aa.FirstMean - floor.FirstMean)}");
     Console.WriteLine($"Target c=1: SignalR first audio p50 ≤ floor + 5 ms: {Ms(hub.FirstP50 - floor.FirstP50)} more → {Met(hub.FirstP50 - floor.FirstP50 <= 0.005)}");
     foreach (var name in Paths.Timbre)
     {
@@ -142,6 +157,8 @@ if (options.Concurrency.Contains(1))
 if (options.Concurrency.Contains(16))
 {
     var floor = Find(Paths.Direct, 16);
+    var aa = Find(Paths.Control, 16);
+    Console.WriteLine($"Resolution c=16: the floor's second process against the first: total p50 {aa.TotalP50 / floor.TotalP50:0.00}×, first audio p95 {aa.FirstP95 / floor.FirstP95:0.00}×");
     foreach (var name in Paths.Timbre)
     {
         var row = Find(name, 16);
