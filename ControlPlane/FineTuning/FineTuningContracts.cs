@@ -35,9 +35,15 @@ public sealed record JobResponse(
 
     public string Events => $"/v1/finetune/jobs/{Id}/events";
 
+    /// <summary>The node that runs or last ran the job (Timbre:Cluster:NodeName); null before it first ran.</summary>
+    public string? Node { get; init; }
+
     public static JobResponse From(JobRecord j) => new(
         j.Id, j.Kind, j.Status, j.Stage, j.DatasetId, j.Engine, j.Voice, j.VoiceId, Parse(j.Options) ?? default, j.Force,
-        j.CreatedAt, j.StartedAt, j.FinishedAt, j.Error, Parse(j.Progress), Parse(j.Result), j.Attempts);
+        j.CreatedAt, j.StartedAt, j.FinishedAt, j.Error, Parse(j.Progress), Parse(j.Result), j.Attempts)
+    {
+        Node = j.Node,
+    };
 
     internal static JsonElement? Parse(string? json) => json is null ? null : JsonDocument.Parse(json).RootElement.Clone();
 }

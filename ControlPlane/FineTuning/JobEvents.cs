@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
@@ -10,32 +11,38 @@ namespace Timbre.ControlPlane.FineTuning;
 /// <remarks>
 /// A reader (the SSE route, the jobs hub) first gets every event already written — after a restart,
 /// all of them — and then the live ones, until the job ends. Events carry a sequence number, so a
-/// client that reconnects with Last-Event-ID misses nothing and sees nothing twice.
+/// client that reconnects with Last-Event-ID misses nothing and sees nothing twice. Readers follow the
+/// file itself, woken at once by this node's appends and every half second otherwise: a job that runs
+/// on another node sharing the data directory reaches this node's clients too.
 /// </remarks>
 public sealed class JobEvents(JobStore store)
 {
     private const string FileName = "events.jsonl";
+    private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(500);
 
     private readonly ConcurrentDictionary<string, JobLog> logs = new();
 
-    /// <summary>Stamps the event with the job id and the next sequence number, stores it and sends it to every reader.</summary>
+    /// <summary>Stamps the event with the job id and the next sequence number, stores it and wakes every reader.</summary>
     public JsonObject Append(string jobId, JsonObject evt)
     {
         var log = Log(jobId);
         lock (log)
         {
+            if (Length(log.Path) != log.Length)
+            {
+                // Another node appended since (it ran the job, or marked it interrupted): count on from there.
+                log.Last = Stored(log.Path).Select(Seq).DefaultIfEmpty(0).Max();
+            }
+
             evt["seq"] = ++log.Last;
             evt["job"] = jobId;
             evt["time"] ??= DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
-            var line = evt.ToJsonString();
             Directory.CreateDirectory(Path.GetDirectoryName(log.Path)!);
-            File.AppendAllText(log.Path, line + "\n");
-            var element = JsonDocument.Parse(line).RootElement.Clone();
+            File.AppendAllText(log.Path, evt.ToJsonString() + "\n");
+            log.Length = Length(log.Path);
             foreach (var reader in log.Readers)
             {
-                // Unbounded per reader: events are a few a second at most and small; a reader that
-                // stops reading is removed when its request ends.
-                reader.Writer.TryWrite(element);
+                reader.Writer.TryWrite(true);
             }
 
             return evt;
@@ -46,45 +53,57 @@ public sealed class JobEvents(JobStore store)
     public async IAsyncEnumerable<JsonElement> ReadAsync(string jobId, long after, Func<bool> ended, [EnumeratorCancellation] CancellationToken ct)
     {
         var log = Log(jobId);
-        var live = Channel.CreateUnbounded<JsonElement>(new UnboundedChannelOptions { SingleReader = true });
-        List<JsonElement> written;
+        // A wake-up, not the events: they are always read from the file, in its order.
+        var appended = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
         lock (log)
         {
-            // Subscribe and read the file under the same lock: no event can fall between the two.
-            log.Readers.Add(live);
-            written = Stored(log.Path).Where(e => Seq(e) > after).ToList();
+            log.Readers.Add(appended);
         }
 
         try
         {
+            var tail = new Tail(log.Path);
             var last = after;
-            foreach (var e in written)
+            var endedBefore = false;
+            while (true)
             {
-                last = Seq(e);
-                yield return e;
-                if (IsEnd(e))
+                foreach (var e in tail.ReadNew())
                 {
-                    yield break;
-                }
-            }
+                    if (Seq(e) <= last)
+                    {
+                        continue;
+                    }
 
-            if (ended())
-            {
-                yield break;
-            }
-
-            await foreach (var e in live.Reader.ReadAllAsync(ct))
-            {
-                if (Seq(e) <= last)
-                {
-                    continue;
+                    last = Seq(e);
+                    yield return e;
+                    if (IsEnd(e))
+                    {
+                        yield break;
+                    }
                 }
 
-                last = Seq(e);
-                yield return e;
-                if (IsEnd(e))
+                if (ended())
                 {
-                    yield break;
+                    // A job that ended with no ending event in its file (written before there were any, or
+                    // its node stopped in between). A job ends in the store just before its event is
+                    // written, so the reader looks at the file once more before giving up.
+                    if (endedBefore)
+                    {
+                        yield break;
+                    }
+
+                    endedBefore = true;
+                }
+
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                wait.CancelAfter(Poll);
+                try
+                {
+                    await appended.Reader.ReadAsync(wait.Token);
+                }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                {
+                    // Half a second without an append here: look at the file for another node's.
                 }
             }
         }
@@ -92,7 +111,7 @@ public sealed class JobEvents(JobStore store)
         {
             lock (log)
             {
-                log.Readers.Remove(live);
+                log.Readers.Remove(appended);
             }
         }
     }
@@ -104,12 +123,26 @@ public sealed class JobEvents(JobStore store)
 
     private static long Seq(JsonElement e) => e.TryGetProperty("seq", out var s) ? s.GetInt64() : 0;
 
+    private static long Length(string path) => File.Exists(path) ? new FileInfo(path).Length : 0;
+
     private JobLog Log(string jobId) => logs.GetOrAdd(jobId, id =>
     {
         var path = Path.Combine(store.JobFolder(id), FileName);
-        var last = Stored(path).Select(Seq).DefaultIfEmpty(0).Max();
-        return new JobLog(path) { Last = last };
+        if (Length(path) > 0 && LastByte(path) != (byte)'\n')
+        {
+            // A line cut short by a crash mid-write: end it, so the next event starts a line of its own.
+            File.AppendAllText(path, "\n");
+        }
+
+        return new JobLog(path) { Last = Stored(path).Select(Seq).DefaultIfEmpty(0).Max(), Length = Length(path) };
     });
+
+    private static int LastByte(string path)
+    {
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        file.Seek(-1, SeekOrigin.End);
+        return file.ReadByte();
+    }
 
     private static IEnumerable<JsonElement> Stored(string path)
     {
@@ -120,18 +153,64 @@ public sealed class JobEvents(JobStore store)
 
         foreach (var line in File.ReadLines(path))
         {
-            JsonElement e;
-            try
+            if (Parse(line) is { } e)
             {
-                e = JsonDocument.Parse(line).RootElement.Clone();
+                yield return e;
             }
-            catch (JsonException)
+        }
+    }
+
+    private static JsonElement? Parse(string line)
+    {
+        try
+        {
+            return JsonDocument.Parse(line).RootElement.Clone();
+        }
+        catch (JsonException)
+        {
+            // A line cut short by a crash mid-write: the events before it stand.
+            return null;
+        }
+    }
+
+    /// <summary>Reads a job's file from where it left off, whole lines only (a line being written is read when it ends).</summary>
+    private sealed class Tail(string path)
+    {
+        private long offset;
+
+        public List<JsonElement> ReadNew()
+        {
+            var read = new List<JsonElement>();
+            if (!File.Exists(path))
             {
-                // A line cut short by a crash mid-write: the events before it stand.
-                continue;
+                return read;
             }
 
-            yield return e;
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            if (file.Length <= offset)
+            {
+                return read;
+            }
+
+            file.Seek(offset, SeekOrigin.Begin);
+            var bytes = new byte[file.Length - offset];
+            file.ReadExactly(bytes);
+            var end = Array.LastIndexOf(bytes, (byte)'\n');
+            if (end < 0)
+            {
+                return read;
+            }
+
+            offset += end + 1;
+            foreach (var line in Encoding.UTF8.GetString(bytes, 0, end).Split('\n'))
+            {
+                if (line.Length > 0 && Parse(line) is { } e)
+                {
+                    read.Add(e);
+                }
+            }
+
+            return read;
         }
     }
 
@@ -141,6 +220,9 @@ public sealed class JobEvents(JobStore store)
 
         public long Last { get; set; }
 
-        public List<Channel<JsonElement>> Readers { get; } = [];
+        // The file's length after this node's last append: another length means another node wrote.
+        public long Length { get; set; }
+
+        public List<Channel<bool>> Readers { get; } = [];
     }
 }

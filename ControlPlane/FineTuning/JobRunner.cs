@@ -13,7 +13,8 @@ namespace Timbre.ControlPlane.FineTuning;
 /// Two lanes: one GPU job at a time (a second would not fit beside the loaded engine), and one CPU
 /// job at a time pinned to one core, so speech keeps the rest. A job that was running when the
 /// server stopped is marked interrupted at start-up; resuming it reruns its stage, and the trainers
-/// continue from their last checkpoint.
+/// continue from their last checkpoint. Nodes that share the data directory share the queue: each job
+/// runs on the node that claimed it (JobRunner.Nodes.cs).
 /// </remarks>
 public sealed partial class JobRunner(
     JobStore store,
@@ -50,7 +51,8 @@ public sealed partial class JobRunner(
             return true;
         }
 
-        return false;
+        // Running on another node that shares the data directory: it sees the request within 2 s.
+        return store.RequestCancel(id);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -69,6 +71,7 @@ public sealed partial class JobRunner(
         var tasks = new List<Task>();
         while (!stoppingToken.IsCancellationRequested)
         {
+            LookAtOtherNodes();
             foreach (var job in store.Queued())
             {
                 var gpu = job.IsGpu;
@@ -84,7 +87,14 @@ public sealed partial class JobRunner(
                     continue;
                 }
 
-                store.Started(job.Id, job.Kind == "prepare" ? "prepare" : "start");
+                if (!store.Claim(job.Id, job.Kind == "prepare" ? "prepare" : "start"))
+                {
+                    // Another node sharing the data directory took it first, or it was cancelled.
+                    running.TryRemove(job.Id, out _);
+                    cts.Dispose();
+                    continue;
+                }
+
                 tasks.Add(RunAsync(job, cts));
             }
 
@@ -271,7 +281,7 @@ public sealed partial class JobRunner(
         var files = new List<SpooledFile>();
         var transcripts = new List<string>();
         var seconds = 0.0;
-        var spool = Path.Combine(voices.Root, ".staging", "enrol-" + Guid.NewGuid().ToString("n"));
+        var spool = voices.NewSpool("enrol");
         Directory.CreateDirectory(spool);
         try
         {

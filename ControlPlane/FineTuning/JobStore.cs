@@ -10,7 +10,9 @@ namespace Timbre.ControlPlane.FineTuning;
 /// <remarks>
 /// One connection per call (Microsoft.Data.Sqlite pools them) and WAL journaling, so the runner's
 /// progress updates never block a reader; every change is one statement, so a crash leaves each
-/// row either before or after it.
+/// row either before or after it. Front nodes on one host may share the data directory: a job is
+/// claimed by one node in one statement and carries that node's name, nodes note that they are alive
+/// in <c>nodes</c>, and a cancel for a job another node runs is a flag that node picks up.
 /// </remarks>
 public sealed class JobStore
 {
@@ -31,7 +33,15 @@ public sealed class JobStore
           attempts INTEGER NOT NULL DEFAULT 0);
         """,
         "ALTER TABLE jobs ADD COLUMN pid INTEGER;",
+        """
+        ALTER TABLE jobs ADD COLUMN node TEXT;
+        ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE nodes (name TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
+        """,
     ];
+
+    // A running job that is this node's: its name, or no name (a job started before jobs carried one).
+    private const string Mine = "(node = $node OR node IS NULL)";
 
     private readonly SqliteFile database;
 
@@ -42,7 +52,11 @@ public sealed class JobStore
         Root = Path.Combine(root, ".finetune");
         Directory.CreateDirectory(Root);
         database = new SqliteFile(Path.Combine(root, "timbre.db"), Migrations);
+        Node = options.Value.Cluster.Node;
     }
+
+    /// <summary>The name this node's jobs carry (Timbre:Cluster:NodeName, or the host name).</summary>
+    public string Node { get; }
 
     /// <summary>Where datasets' and jobs' files live: {data}/.finetune (never listed as a voice).</summary>
     public string Root { get; }
@@ -101,11 +115,58 @@ public sealed class JobStore
     public IReadOnlyList<JobRecord> ActiveFor(string datasetId) =>
         QueryJobs("WHERE dataset_id = $id AND status IN ('queued', 'running', 'interrupted')", ("$id", datasetId));
 
-    public void Started(string id, string stage)
+    /// <summary>Takes a queued job for this node; false when it is no longer queued (another node took it, or it was cancelled).</summary>
+    public bool Claim(string id, string stage)
     {
         using var c = Open();
-        Execute(c, "UPDATE jobs SET status = 'running', stage = $stage, started_at = $now, finished_at = NULL, error = NULL, attempts = attempts + 1 WHERE id = $id",
-            ("$id", id), ("$stage", stage), ("$now", Time(DateTimeOffset.UtcNow)));
+        return Execute(c, """
+            UPDATE jobs SET status = 'running', stage = $stage, started_at = $now, finished_at = NULL, error = NULL,
+                attempts = attempts + 1, node = $node, cancel_requested = 0, pid = NULL
+            WHERE id = $id AND status = 'queued'
+            """,
+            ("$id", id), ("$stage", stage), ("$now", Time(DateTimeOffset.UtcNow)), ("$node", Node)) > 0;
+    }
+
+    /// <summary>Notes that this node is alive, for the others sharing the data directory.</summary>
+    public void Seen()
+    {
+        using var c = Open();
+        Execute(c, "INSERT INTO nodes (name, seen_at) VALUES ($node, $now) ON CONFLICT (name) DO UPDATE SET seen_at = $now",
+            ("$node", Node), ("$now", Time(DateTimeOffset.UtcNow)));
+    }
+
+    /// <summary>Asks the node that runs a job to cancel it; false when the job is not running.</summary>
+    public bool RequestCancel(string id)
+    {
+        using var c = Open();
+        return Execute(c, "UPDATE jobs SET cancel_requested = 1 WHERE id = $id AND status = 'running'", ("$id", id)) > 0;
+    }
+
+    /// <summary>This node's running jobs that someone asked another node to cancel.</summary>
+    public IReadOnlyList<string> CancelsRequested() =>
+        QueryJobs("WHERE status = 'running' AND cancel_requested = 1 AND node = $node", ("$node", Node)).Select(j => j.Id).ToList();
+
+    /// <summary>
+    /// Marks interrupted the running jobs of nodes not seen for <paramref name="timeout"/>: a node that
+    /// crashed, or whose container was replaced under a new name, will not come back for them.
+    /// </summary>
+    public IReadOnlyList<JobRecord> InterruptOrphans(TimeSpan timeout)
+    {
+        const string Orphaned = """
+            status = 'running' AND node IS NOT NULL AND node != $node
+            AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = jobs.node AND nodes.seen_at >= $since)
+            """;
+        var since = Time(DateTimeOffset.UtcNow - timeout);
+        using var c = Open();
+        using var transaction = c.BeginTransaction(deferred: false);
+        var orphans = QueryJobs(c, transaction, "WHERE " + Orphaned, ("$node", Node), ("$since", since));
+        if (orphans.Count > 0)
+        {
+            Interrupt(c, transaction, Orphaned, "its node stopped answering while this job ran; resume it to continue from its last checkpoint", ("$node", Node), ("$since", since));
+        }
+
+        transaction.Commit();
+        return orphans;
     }
 
     public void Progressed(string id, string stage, string progress)
@@ -121,12 +182,11 @@ public sealed class JobStore
         Execute(c, "UPDATE jobs SET pid = $pid WHERE id = $id", ("$id", id), ("$pid", pid));
     }
 
-    /// <summary>Process ids of recipes that were running when the server stopped.</summary>
+    /// <summary>Process ids of recipes this node was running when it stopped (another node's are not this machine's processes).</summary>
     public IReadOnlyList<int> RunningPids()
     {
         using var c = Open();
-        using var command = c.CreateCommand();
-        command.CommandText = "SELECT pid FROM jobs WHERE status = 'running' AND pid IS NOT NULL";
+        using var command = SqliteFile.Command(c, "SELECT pid FROM jobs WHERE status = 'running' AND pid IS NOT NULL AND " + Mine, ("$node", Node));
         using var reader = command.ExecuteReader();
         var pids = new List<int>();
         while (reader.Read())
@@ -165,15 +225,31 @@ public sealed class JobStore
             ("$id", id), ("$now", Time(DateTimeOffset.UtcNow))) > 0;
     }
 
-    /// <summary>At start-up: whatever was running when the server stopped did not finish.</summary>
+    /// <summary>At start-up: whatever this node was running when it stopped did not finish (other nodes' jobs run on).</summary>
     public IReadOnlyList<JobRecord> InterruptRunning()
     {
-        var running = QueryJobs("WHERE status = 'running'");
+        const string Running = "status = 'running' AND " + Mine;
         using var c = Open();
-        Execute(c, "UPDATE jobs SET status = 'interrupted', error = 'the server stopped while this job ran; resume it to continue from its last checkpoint', finished_at = $now WHERE status = 'running'",
-            ("$now", Time(DateTimeOffset.UtcNow)));
-        Execute(c, "UPDATE datasets SET status = 'interrupted' WHERE status = 'preparing'");
+        using var transaction = c.BeginTransaction(deferred: false);
+        var running = QueryJobs(c, transaction, "WHERE " + Running, ("$node", Node));
+        Interrupt(c, transaction, Running, "the server stopped while this job ran; resume it to continue from its last checkpoint", ("$node", Node));
+        transaction.Commit();
         return running;
+    }
+
+    // The jobs matching `where` become interrupted, and the datasets they were preparing with them.
+    private static void Interrupt(SqliteConnection c, SqliteTransaction transaction, string where, string error, params (string Name, object? Value)[] parameters)
+    {
+        using (var datasets = SqliteFile.Command(c, $"UPDATE datasets SET status = 'interrupted' WHERE status = 'preparing' AND job_id IN (SELECT id FROM jobs WHERE {where})", parameters))
+        {
+            datasets.Transaction = transaction;
+            datasets.ExecuteNonQuery();
+        }
+
+        using var jobs = SqliteFile.Command(c, $"UPDATE jobs SET status = 'interrupted', error = $error, finished_at = $now WHERE {where}",
+            [.. parameters, ("$error", error), ("$now", Time(DateTimeOffset.UtcNow))]);
+        jobs.Transaction = transaction;
+        jobs.ExecuteNonQuery();
     }
 
     // -- plumbing ---------------------------------------------------------------------------
@@ -211,15 +287,16 @@ public sealed class JobStore
     private List<JobRecord> QueryJobs(string where, params (string Name, object? Value)[] parameters)
     {
         using var c = Open();
-        using var command = c.CreateCommand();
-        command.CommandText = """
+        return QueryJobs(c, null, where, parameters);
+    }
+
+    private static List<JobRecord> QueryJobs(SqliteConnection c, SqliteTransaction? transaction, string where, params (string Name, object? Value)[] parameters)
+    {
+        using var command = SqliteFile.Command(c, """
             SELECT id, kind, dataset_id, engine, voice, voice_id, options, force, status, stage, progress,
-                   created_at, started_at, finished_at, error, result, attempts FROM jobs
-            """ + " " + where;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
+                   created_at, started_at, finished_at, error, result, attempts, node FROM jobs
+            """ + " " + where, parameters);
+        command.Transaction = transaction;
 
         using var reader = command.ExecuteReader();
         var rows = new List<JobRecord>();
@@ -235,6 +312,7 @@ public sealed class JobStore
                 Error = Text(reader, 14),
                 Result = Text(reader, 15),
                 Attempts = (int)reader.GetInt64(16),
+                Node = Text(reader, 17),
             });
         }
 
@@ -279,6 +357,9 @@ public sealed record JobRecord(string Id, string Kind, string? DatasetId, string
     public string? Result { get; init; }
 
     public int Attempts { get; init; }
+
+    /// <summary>The node that runs or last ran the job (Timbre:Cluster:NodeName); null before it first ran.</summary>
+    public string? Node { get; init; }
 
     public bool IsGpu => Engine is "qwen3" or "xtts";
 

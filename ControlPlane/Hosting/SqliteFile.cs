@@ -17,12 +17,21 @@ public sealed class SqliteFile
         connectionString = new SqliteConnectionStringBuilder { DataSource = path, Pooling = true }.ToString();
         using var connection = Open();
         Execute(connection, "PRAGMA journal_mode = WAL;");
-        using var read = connection.CreateCommand();
-        read.CommandText = "PRAGMA user_version";
-        var version = Convert.ToInt32(read.ExecuteScalar(), CultureInfo.InvariantCulture);
-        for (var step = version; step < migrations.Count; step++)
+        while (true)
         {
-            using var transaction = connection.BeginTransaction();
+            // Each step reads the version inside its own write transaction (BEGIN IMMEDIATE): two nodes
+            // that share the data directory and start together take the steps one after the other
+            // instead of both running the same step.
+            using var transaction = connection.BeginTransaction(deferred: false);
+            using var read = connection.CreateCommand();
+            read.Transaction = transaction;
+            read.CommandText = "PRAGMA user_version";
+            var step = Convert.ToInt32(read.ExecuteScalar(), CultureInfo.InvariantCulture);
+            if (step >= migrations.Count)
+            {
+                return;
+            }
+
             using var command = connection.CreateCommand();
             command.Transaction = transaction;
             command.CommandText = migrations[step] + $"\nPRAGMA user_version = {step + 1};";

@@ -41,6 +41,21 @@ public sealed class ClusterOptions
     /// that the front marks): their Timbre:Engine:Remote:&lt;name&gt;:ApiKey. Empty: this node serves no node.
     /// </summary>
     public string? NodeKey { get; set; }
+
+    /// <summary>
+    /// This node's name among front nodes that share one data directory: the jobs it runs carry it, so a
+    /// node that starts interrupts only its own earlier jobs. Empty: the machine's host name.
+    /// </summary>
+    public string? NodeName { get; set; }
+
+    /// <summary>
+    /// A node sharing the data directory that has not been seen for this long is taken for stopped: the
+    /// jobs it was running are marked interrupted by the others (each node is seen every 2 s).
+    /// </summary>
+    public int NodeTimeoutSeconds { get; set; } = 20;
+
+    /// <summary>The name this node's jobs carry.</summary>
+    public string Node => string.IsNullOrWhiteSpace(NodeName) ? Environment.MachineName : NodeName.Trim();
 }
 
 /// <summary>The provenance mark every clip carries (README, "Provenance mark").</summary>

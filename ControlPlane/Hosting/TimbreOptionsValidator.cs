@@ -41,6 +41,16 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
             }
         }
 
+        if (!string.IsNullOrWhiteSpace(options.Cluster.NodeName) && !NodeNamePattern().IsMatch(options.Cluster.NodeName.Trim()))
+        {
+            errors.Add($"Timbre:Cluster:NodeName is '{options.Cluster.NodeName}': use 1-64 letters, digits, '.', '_' or '-', one name per node.");
+        }
+
+        if (options.Cluster.NodeTimeoutSeconds < 6)
+        {
+            errors.Add($"Timbre:Cluster:NodeTimeoutSeconds is {options.Cluster.NodeTimeoutSeconds}: use 6 or more (nodes are seen every 2 s; 20 is the default).");
+        }
+
         if (!options.Engine.Exists(options.Engine.Default))
         {
             errors.Add($"Timbre:Engine:Default is '{options.Engine.Default}': use one of {string.Join(", ", options.Engine.Names)}.");
@@ -152,6 +162,9 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
 
     [System.Text.RegularExpressions.GeneratedRegex("^[a-z][a-z0-9-]{0,31}$")]
     private static partial System.Text.RegularExpressions.Regex RemoteName();
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
+    private static partial System.Text.RegularExpressions.Regex NodeNamePattern();
 
     private static void ValidateSpeech(SpeechOptions speech, List<string> errors)
     {

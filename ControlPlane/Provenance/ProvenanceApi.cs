@@ -40,7 +40,7 @@ public static class ProvenanceApi
     }
 
     public static async Task<Results<Ok<DetectionResponse>, ProblemHttpResult>> Detect(
-        HttpContext http, AudioImporter importer, EngineHost engines, GenerationLog log, IOptions<TimbreOptions> options, CancellationToken ct)
+        HttpContext http, AudioImporter importer, EngineHost engines, GenerationLog log, VoiceLibrary library, IOptions<TimbreOptions> options, CancellationToken ct)
     {
         var limits = options.Value.Limits;
         if (!http.Request.HasFormContentType)
@@ -74,7 +74,7 @@ public static class ProvenanceApi
         }
 
         // Spooled beside the library, never inside it, and always removed: nothing of an upload is kept.
-        var spool = Path.Combine(options.Value.DataDirectory, ".staging", "detect-" + Guid.NewGuid().ToString("n"));
+        var spool = library.NewSpool("detect");
         Directory.CreateDirectory(spool);
         try
         {

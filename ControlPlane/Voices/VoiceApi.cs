@@ -82,7 +82,7 @@ public static class VoiceApi
         }
 
         var language = form["language"].ToString();
-        var spool = Path.Combine(library.Root, ".staging", "upload-" + Guid.NewGuid().ToString("n"));
+        var spool = library.NewSpool("upload");
         Directory.CreateDirectory(spool);
         try
         {

@@ -9,12 +9,15 @@ namespace Timbre.ControlPlane.Voices;
 /// <remarks>
 /// A new voice is assembled in .staging/ and renamed into place only when every sample has decoded
 /// and the default engine has prepared it, so a failed upload never leaves anything behind; a deleted
-/// voice is renamed out of the library before its files are removed.
+/// voice is renamed out of the library before its files are removed. Nodes that share the data
+/// directory each stage in a folder of their own and change the library one at a time, under a lock
+/// on .library.lock that spans processes.
 /// </remarks>
 public sealed partial class VoiceLibrary : IDisposable
 {
     private const string RecordFile = "voice.json";
     private const string StagingFolder = ".staging";
+    private const string LockFile = ".library.lock";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     private readonly SemaphoreSlim gate = new(1, 1);
@@ -22,6 +25,7 @@ public sealed partial class VoiceLibrary : IDisposable
     private readonly EngineHost engines;
     private readonly LimitOptions limits;
     private readonly ILogger<VoiceLibrary> logger;
+    private FileStream? held;
 
     public VoiceLibrary(IOptions<TimbreOptions> options, AudioImporter importer, EngineHost engines, ILogger<VoiceLibrary> logger)
     {
@@ -31,15 +35,80 @@ public sealed partial class VoiceLibrary : IDisposable
         this.engines = engines;
         this.logger = logger;
         Directory.CreateDirectory(Root);
-        var staging = Path.Combine(Root, StagingFolder);
-        if (Directory.Exists(staging))
+        Staging = Path.Combine(Root, StagingFolder, "node-" + options.Value.Cluster.Node);
+        if (Directory.Exists(Staging))
         {
-            // Left by a crash mid-upload; never part of the library.
-            Directory.Delete(staging, recursive: true);
+            // Left by this node's crash mid-upload; never part of the library.
+            Directory.Delete(Staging, recursive: true);
+        }
+
+        var lockFile = Path.Combine(Root, LockFile);
+        if (!File.Exists(lockFile))
+        {
+            try
+            {
+                // Made once, here, so that a refused request never leaves the data directory changed.
+                new FileStream(lockFile, FileMode.CreateNew, FileAccess.Write, FileShare.None).Dispose();
+            }
+            catch (IOException) when (File.Exists(lockFile))
+            {
+                // Another node made it first.
+            }
+        }
+
+        var shared = Path.Combine(Root, StagingFolder);
+        foreach (var left in Directory.Exists(shared) ? Directory.EnumerateDirectories(shared) : [])
+        {
+            if (!Path.GetFileName(left).StartsWith("node-", StringComparison.Ordinal))
+            {
+                // Staged by a release that kept no folder per node.
+                Directory.Delete(left, recursive: true);
+            }
         }
     }
 
     public string Root { get; }
+
+    /// <summary>Where this node assembles voices and versions before they are renamed into the library.</summary>
+    private string Staging { get; }
+
+    /// <summary>A new folder name for an upload's files, beside the library and never in it; this node's staging is cleared when it starts.</summary>
+    public string NewSpool(string prefix) => Path.Combine(Staging, prefix + "-" + Guid.NewGuid().ToString("n"));
+
+    /// <summary>Waits until no other request, in this process or another node's, is changing the library.</summary>
+    private async Task EnterAsync(CancellationToken ct)
+    {
+        await gate.WaitAsync(ct);
+        try
+        {
+            var path = Path.Combine(Root, LockFile);
+            while (true)
+            {
+                try
+                {
+                    // FileShare.None takes flock(LOCK_EX) on Linux: another process holding it makes this throw.
+                    held = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                    return;
+                }
+                catch (IOException) when (File.Exists(path))
+                {
+                    await Task.Delay(25, ct);
+                }
+            }
+        }
+        catch
+        {
+            gate.Release();
+            throw;
+        }
+    }
+
+    private void Leave()
+    {
+        held?.Dispose();
+        held = null;
+        gate.Release();
+    }
 
     public IReadOnlyList<VoiceRecord> List() =>
         Directory.EnumerateDirectories(Root)
@@ -116,8 +185,8 @@ public sealed partial class VoiceLibrary : IDisposable
     public async Task<VoiceRecord> CreateAsync(NewVoice upload, CancellationToken ct)
     {
         var id = VoiceNames.Slug(upload.Name);
-        var staging = Path.Combine(Root, StagingFolder, Guid.NewGuid().ToString("n"));
-        await gate.WaitAsync(ct);
+        var staging = Path.Combine(Staging, Guid.NewGuid().ToString("n"));
+        await EnterAsync(ct);
         try
         {
             if (Directory.Exists(Path.Combine(Root, id)) || Find(upload.Name) is not null)
@@ -179,7 +248,7 @@ public sealed partial class VoiceLibrary : IDisposable
                 Directory.Delete(staging, recursive: true);
             }
 
-            gate.Release();
+            Leave();
         }
     }
 
@@ -191,7 +260,7 @@ public sealed partial class VoiceLibrary : IDisposable
             return false;
         }
 
-        await gate.WaitAsync(ct);
+        await EnterAsync(ct);
         try
         {
             if (!File.Exists(Path.Combine(folder, RecordFile)))
@@ -199,7 +268,7 @@ public sealed partial class VoiceLibrary : IDisposable
                 return false;
             }
 
-            var doomed = Path.Combine(Root, StagingFolder, "deleted-" + Guid.NewGuid().ToString("n"));
+            var doomed = Path.Combine(Staging, "deleted-" + Guid.NewGuid().ToString("n"));
             Directory.CreateDirectory(Path.GetDirectoryName(doomed)!);
             Directory.Move(folder, doomed);
             Directory.Delete(doomed, recursive: true);
@@ -208,11 +277,15 @@ public sealed partial class VoiceLibrary : IDisposable
         }
         finally
         {
-            gate.Release();
+            Leave();
         }
     }
 
-    public void Dispose() => gate.Dispose();
+    public void Dispose()
+    {
+        held?.Dispose();
+        gate.Dispose();
+    }
 
     private VoiceRecord? Read(string id)
     {

@@ -15,14 +15,14 @@ public sealed partial class VoiceLibrary
     /// <summary>Adds the trained version in <paramref name="source"/> (its work/ folder left behind) and activates it when asked.</summary>
     public async Task<VoiceVersionRecord> AddVersionAsync(string id, string source, NewVoiceVersion version, bool activate, CancellationToken ct)
     {
-        await gate.WaitAsync(ct);
+        await EnterAsync(ct);
         try
         {
             var voice = Read(id) ?? throw new VoiceNotFoundException($"The voice '{id}' was deleted while the job ran; the trained version is kept in the job's folder.");
             var folder = FolderOf(id)!;
             var number = voice.Versions.Select(v => v.Number).DefaultIfEmpty(0).Max() + 1;
             var target = Path.Combine(folder, VersionsFolder, number.ToString(CultureInfo.InvariantCulture));
-            var staging = Path.Combine(Root, StagingFolder, "version-" + Guid.NewGuid().ToString("n"));
+            var staging = Path.Combine(Staging, "version-" + Guid.NewGuid().ToString("n"));
             Directory.CreateDirectory(staging);
             foreach (var file in Directory.EnumerateFiles(source))
             {
@@ -49,14 +49,14 @@ public sealed partial class VoiceLibrary
         }
         finally
         {
-            gate.Release();
+            Leave();
         }
     }
 
     /// <summary>Makes version <paramref name="number"/> the one speech uses (0: the zero-shot clone).</summary>
     public async Task<VoiceRecord> ActivateAsync(string id, int number, CancellationToken ct)
     {
-        await gate.WaitAsync(ct);
+        await EnterAsync(ct);
         try
         {
             var voice = Read(id) ?? throw new VoiceNotFoundException($"No voice with id '{id}'. GET /v1/voices lists them.");
@@ -73,7 +73,7 @@ public sealed partial class VoiceLibrary
         }
         finally
         {
-            gate.Release();
+            Leave();
         }
     }
 

@@ -180,7 +180,7 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
             Assert.Equal("file", body.GetProperty("field").GetString());
         }
 
-        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.Combine(app.DataDirectory, ".staging")), p => Path.GetFileName(p).StartsWith("detect-", StringComparison.Ordinal));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.Combine(app.DataDirectory, ".staging"), "*", SearchOption.AllDirectories), p => Path.GetFileName(p).StartsWith("detect-", StringComparison.Ordinal));
         app.AssertNoErrorsLogged();
     }
 }

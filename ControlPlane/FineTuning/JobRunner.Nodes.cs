@@ -1,0 +1,32 @@
+namespace Timbre.ControlPlane.FineTuning;
+
+/// <summary>What a node's runner does for the nodes it shares the data directory with (README, "Scaling out").</summary>
+public sealed partial class JobRunner
+{
+    /// <summary>
+    /// Each pass of the runner (every 2 s at most): notes that this node is alive, marks interrupted the
+    /// jobs of nodes not seen for Timbre:Cluster:NodeTimeoutSeconds, and cancels this node's jobs that
+    /// were cancelled through another node.
+    /// </summary>
+    private void LookAtOtherNodes()
+    {
+        store.Seen();
+        foreach (var job in store.InterruptOrphans(TimeSpan.FromSeconds(options.Value.Cluster.NodeTimeoutSeconds)))
+        {
+            events.Append(job.Id, Status(JobStatus.Interrupted, "its node stopped answering while this job ran; resume it to continue from its last checkpoint"));
+            LogOrphan(job.Id, job.Node ?? "?");
+        }
+
+        foreach (var id in store.CancelsRequested())
+        {
+            if (running.TryGetValue(id, out var job) && !job.Cts.IsCancellationRequested)
+            {
+                cancelRequested[id] = true;
+                job.Cts.Cancel();
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {Id} was running on node {Node}, which has not been seen for a while; marked interrupted")]
+    private partial void LogOrphan(string id, string node);
+}

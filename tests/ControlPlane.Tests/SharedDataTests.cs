@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.SignalR.Client;
+
+namespace Timbre.ControlPlane.Tests;
+
+/// <summary>
+/// Two front nodes, separate processes, sharing one data directory (README, "Scaling out"): one voice
+/// library, one job queue, events and cancels that reach the other node, and a node's death noticed.
+/// </summary>
+public sealed class SharedDataTests(FineTuningFixture data) : IClassFixture<FineTuningFixture>, IDisposable
+{
+    private readonly DirectoryInfo work = Directory.CreateTempSubdirectory("timbre-shared-");
+    private readonly List<Process> servers = [];
+
+    [Fact]
+    public async Task Two_nodes_on_one_data_directory_share_voices_jobs_events_and_cancels()
+    {
+        var alpha = await StartAsync("alpha");
+        using var a = alpha.Http;
+
+        // A job alpha is running is not interrupted by beta starting beside it.
+        var (dataset, prepare) = await FineTuningClient.UploadAsync(a, data.Upload("Phoenix"));
+        var beta = await StartAsync("beta");
+        using var b = beta.Http;
+        var prepared = await FollowAsync(beta.Port, prepare);
+        Assert.Equal("succeeded", prepared[^1].GetProperty("status").GetString());
+        Assert.Equal(Enumerable.Range(1, prepared.Count).Select(i => (long)i), prepared.Select(e => e.GetProperty("seq").GetInt64()));
+        Assert.Equal("alpha", (await a.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{prepare}")).GetProperty("node").GetString());
+
+        // One library: the same name created on both nodes at once is stored once, and either node speaks it.
+        var sample = Audio.Espeak("The small pup gnawed a hole in the sock. The fish twisted and turned on the bent hook.");
+        var created = await Task.WhenAll(CreateVoiceAsync(a, "Ada", sample), CreateVoiceAsync(b, "Ada", sample));
+        Assert.Equal([HttpStatusCode.Created, HttpStatusCode.Conflict], created.Order());
+        using (var speech = await b.PostAsJsonAsync("/v1/speech", new { text = "Hello from the other node.", voice = "ada", format = "wav" }))
+        {
+            Assert.True(speech.StatusCode == HttpStatusCode.OK, await speech.Content.ReadAsStringAsync());
+            Assert.True((await speech.Content.ReadAsByteArrayAsync()).Length > 24000);
+        }
+
+        // A job cancelled through the node that does not run it: its owner stops it, and the events
+        // followed on the other node end with it.
+        var job = await StartLongJobAsync(b, dataset);
+        var owner = (await a.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}")).GetProperty("node").GetString();
+        var other = owner == "alpha" ? beta : alpha;
+        var following = FollowAsync(other.Port, job);
+        using (var cancel = await other.Http.DeleteAsync($"/v1/finetune/jobs/{job}"))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+        }
+
+        var events = await following;
+        Assert.Equal("cancelled", events[^1].GetProperty("status").GetString());
+        Assert.Contains(events, e => e.TryGetProperty("epoch", out _));
+        Assert.Equal("cancelled", (await FineTuningClient.WaitAsync(a, job, "cancelled", "failed", "succeeded")).GetProperty("status").GetString());
+
+        // A node killed mid-job: the survivor marks its job interrupted once the node has not been seen
+        // for Timbre:Cluster:NodeTimeoutSeconds, and the job can be resumed there.
+        job = await StartLongJobAsync(b, dataset);
+        var running = await a.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}");
+        var (doomed, survivor) = running.GetProperty("node").GetString() == "alpha" ? (alpha, beta) : (beta, alpha);
+        doomed.Process.Kill();
+        await doomed.Process.WaitForExitAsync();
+        var folder = Path.Combine(work.FullName, "data", ".finetune", "jobs", job);
+        var clock = Stopwatch.StartNew();
+        var interrupted = await FineTuningClient.WaitAsync(survivor.Http, job, "interrupted", "failed", "succeeded");
+        Assert.Equal("interrupted", interrupted.GetProperty("status").GetString());
+        Assert.Contains("its node stopped answering", interrupted.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"noticed after {clock.Elapsed}");
+        var last = (await FollowAsync(survivor.Port, job))[^1];
+        Assert.Equal("interrupted", last.GetProperty("status").GetString());
+
+        // The killed node's recipe outlived it (its own process group); this machine's test stops it.
+        foreach (var pid in FineTuningClient.RecipePids(folder))
+        {
+            using var recipe = Process.GetProcessById(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture));
+            recipe.Kill(entireProcessTree: true);
+        }
+
+        using (var again = await survivor.Http.PostAsync($"/v1/finetune/jobs/{job}/resume", null))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
+        }
+
+        await FineTuningClient.WaitAsync(survivor.Http, job, "running");
+        Assert.Equal(survivor.Name, (await survivor.Http.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}")).GetProperty("node").GetString());
+        using (var stop = await survivor.Http.DeleteAsync($"/v1/finetune/jobs/{job}"))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, stop.StatusCode);
+        }
+
+        await FineTuningClient.WaitAsync(survivor.Http, job, "cancelled");
+    }
+
+    private async Task<Node> StartAsync(string name)
+    {
+        var port = ServerProcess.FreePort();
+        var process = ServerProcess.Start(work.FullName, port, "/usr/bin/python3", out var log, null,
+            "--Timbre:Cluster:NodeName", name, "--Timbre:Cluster:NodeTimeoutSeconds", "10", "--Timbre:FineTuning:EvaluationClips", "3");
+        servers.Add(process);
+        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await ServerProcess.WaitReadyAsync(http, process, log);
+        return new Node(name, port, process, http, log);
+    }
+
+    private static async Task<HttpStatusCode> CreateVoiceAsync(HttpClient http, string name, byte[] wav)
+    {
+        using var form = new MultipartFormDataContent { { new StringContent(name), "name" }, { new ByteArrayContent(wav), "files", "sample.wav" } };
+        using var response = await http.PostAsync("/v1/voices", form);
+        return response.StatusCode;
+    }
+
+    // Far more iterations than the test waits for: it is cancelled or its node killed long before the end.
+    private static async Task<string> StartLongJobAsync(HttpClient http, string dataset)
+    {
+        using var created = await FineTuningClient.StartJobAsync(http, new { dataset, engine = "classic", voice = "Phoenix", options = new { max_iterations = 100000, components = 16, tolerance = 0, strength = 0.6 }, force = true });
+        Assert.True(created.StatusCode == HttpStatusCode.Accepted, await created.Content.ReadAsStringAsync());
+        var job = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        await FineTuningClient.WaitForStageAsync(http, job, "train");
+        return job;
+    }
+
+    // The job's events over the jobs hub of the node on that port, from the first until the job ends.
+    private static async Task<List<JsonElement>> FollowAsync(int port, string job)
+    {
+        await using var hub = new HubConnectionBuilder().WithUrl($"http://127.0.0.1:{port}/hubs/jobs").Build();
+        await hub.StartAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var events = new List<JsonElement>();
+        await foreach (var e in hub.StreamAsync<string>("Events", job, 0L, timeout.Token))
+        {
+            events.Add(JsonDocument.Parse(e).RootElement.Clone());
+        }
+
+        return events;
+    }
+
+    public void Dispose()
+    {
+        foreach (var server in servers)
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+                server.WaitForExit();
+            }
+
+            server.Dispose();
+        }
+
+        foreach (var pid in FineTuningClient.RecipePids(work.FullName))
+        {
+            using var recipe = Process.GetProcessById(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture));
+            recipe.Kill(entireProcessTree: true);
+        }
+
+        work.Delete(recursive: true);
+    }
+
+    private sealed record Node(string Name, int Port, Process Process, HttpClient Http, StringBuilder Log);
+}
