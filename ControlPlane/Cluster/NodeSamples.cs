@@ -11,7 +11,9 @@ namespace Timbre.ControlPlane.Cluster;
 /// <summary>
 /// A worker's copies of the samples fronts send (<c>{data}/cluster/samples/{sha256}.wav</c>), and a folder
 /// per voice for the engines' caches (<c>{data}/cluster/voices/</c>). Content-addressed: a copy is never
-/// changed, only added, so two fronts sending the same sample at once both end with it.
+/// changed, only added, so two fronts sending the same sample at once both end with it. Each request
+/// marks what it uses (the files' modification time); what no request used for
+/// Timbre:Cluster:KeepUnusedDays is removed, and a front sends it again when next it is needed.
 /// </summary>
 public sealed class NodeSamples
 {
@@ -23,7 +25,11 @@ public sealed class NodeSamples
         var root = Path.Combine(options.Value.DataDirectory, "cluster");
         samples = Path.Combine(root, "samples");
         voices = Path.Combine(root, "voices");
+        Keep = TimeSpan.FromDays(options.Value.Cluster.KeepUnusedDays);
     }
+
+    /// <summary>How long a copy or a voice folder is kept after the last request that used it.</summary>
+    public TimeSpan Keep { get; }
 
     public enum Saved
     {
@@ -107,8 +113,79 @@ public sealed class NodeSamples
         var id = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32];
         var folder = Path.Combine(voices, id);
         Directory.CreateDirectory(folder);
+        var now = DateTime.UtcNow;
+        Directory.SetLastWriteTimeUtc(folder, now);
+        foreach (var r in refs)
+        {
+            File.SetLastWriteTimeUtc(PathOf(r.Sha256!), now);
+        }
+
         var engineSamples = refs.Select(r => new EngineSample(PathOf(r.Sha256!), string.IsNullOrWhiteSpace(r.Transcript) ? null : r.Transcript, r.Role ?? "sample")).ToList();
         var record = new VoiceRecord("node-" + id[..12], "a voice another node sent", null, DateTimeOffset.UnixEpoch, [], null);
         return new NodeVoice(record, folder, engineSamples);
     }
+
+    /// <summary>
+    /// Removes the copies, voice folders and dead uploads (.part) that no request has used since
+    /// <paramref name="now"/> less <see cref="Keep"/>; returns how many.
+    /// </summary>
+    public int Prune(DateTime now)
+    {
+        var before = now - Keep;
+        var removed = 0;
+        foreach (var file in Directory.Exists(samples) ? Directory.EnumerateFiles(samples) : [])
+        {
+            if (File.GetLastWriteTimeUtc(file) < before)
+            {
+                File.Delete(file);
+                removed++;
+            }
+        }
+
+        foreach (var folder in Directory.Exists(voices) ? Directory.EnumerateDirectories(voices) : [])
+        {
+            if (Directory.GetLastWriteTimeUtc(folder) < before)
+            {
+                Directory.Delete(folder, recursive: true);
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+}
+
+/// <summary>On a worker (Timbre:Cluster:NodeKey set), prunes its copies of other nodes' samples once an hour.</summary>
+public sealed partial class NodeSamplesPruner(NodeSamples store, IOptions<TimbreOptions> options, ILogger<NodeSamplesPruner> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (string.IsNullOrEmpty(options.Value.Cluster.NodeKey))
+        {
+            return;
+        }
+
+        using var hourly = new PeriodicTimer(TimeSpan.FromHours(1));
+        do
+        {
+            try
+            {
+                if (store.Prune(DateTime.UtcNow) is > 0 and var removed)
+                {
+                    LogPruned(removed, store.Keep.TotalDays);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                LogPruneFailed(e);
+            }
+        }
+        while (await hourly.WaitForNextTickAsync(stoppingToken));
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Removed {Count} samples or voice folders that other nodes sent and no request used for {Days} days")]
+    private partial void LogPruned(int count, double days);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not prune the samples other nodes sent; trying again in an hour")]
+    private partial void LogPruneFailed(Exception e);
 }

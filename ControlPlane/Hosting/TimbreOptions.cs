@@ -54,6 +54,12 @@ public sealed class ClusterOptions
     /// </summary>
     public int NodeTimeoutSeconds { get; set; } = 20;
 
+    /// <summary>
+    /// On a worker: days that a copy of a sample another node sent (and its voice's caches) is kept after
+    /// the last request that used it; the front sends it again when next it is needed.
+    /// </summary>
+    public double KeepUnusedDays { get; set; } = 30;
+
     /// <summary>The name this node's jobs carry.</summary>
     public string Node => string.IsNullOrWhiteSpace(NodeName) ? Environment.MachineName : NodeName.Trim();
 }

@@ -46,6 +46,11 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
             errors.Add($"Timbre:Cluster:NodeName is '{options.Cluster.NodeName}': use 1-64 letters, digits, '.', '_' or '-', one name per node.");
         }
 
+        if (!(options.Cluster.KeepUnusedDays is >= 0.01 and <= 36500))
+        {
+            errors.Add($"Timbre:Cluster:KeepUnusedDays is {options.Cluster.KeepUnusedDays}: use a number of days between 0.01 and 36500 (30 is the default).");
+        }
+
         if (options.Cluster.NodeTimeoutSeconds < 6)
         {
             errors.Add($"Timbre:Cluster:NodeTimeoutSeconds is {options.Cluster.NodeTimeoutSeconds}: use 6 or more (nodes are seen every 2 s; 20 is the default).");

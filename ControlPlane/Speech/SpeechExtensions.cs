@@ -16,6 +16,7 @@ public static class SpeechExtensions
         builder.Services.AddSingleton<ClusterLink>();
         builder.Services.AddSingleton<SpeechRequests>();
         builder.Services.AddSingleton<NodeSamples>();
+        builder.Services.AddHostedService<NodeSamplesPruner>();
         builder.Services.AddHostedService(s => s.GetRequiredService<SpeechRequests>());
         builder.Services.AddSingleton<IHostLifetime, DrainOnSignal>();
         // The drain has already waited for streams; what is left after it gets a short grace.
