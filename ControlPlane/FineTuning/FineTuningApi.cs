@@ -296,7 +296,7 @@ public static class FineTuningApi
         }
 
         var after = long.TryParse(http.Request.Headers["Last-Event-ID"].ToString(), out var last) ? last : 0;
-        return TypedResults.ServerSentEvents(Items(events.ReadAsync(id, after, () => store.GetJob(id) is { HasEnded: true }, ct), ct));
+        return TypedResults.ServerSentEvents(Items(events.ReadAsync(id, after, () => store.GetJob(id)?.Status, ct), ct));
 
         static async IAsyncEnumerable<SseItem<string>> Items(IAsyncEnumerable<JsonElement> source, [EnumeratorCancellation] CancellationToken ct)
         {

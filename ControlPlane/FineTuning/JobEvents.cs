@@ -49,8 +49,12 @@ public sealed class JobEvents(JobStore store)
         }
     }
 
-    /// <summary>The job's events after <paramref name="after"/>, then live ones until an event that ends the job.</summary>
-    public async IAsyncEnumerable<JsonElement> ReadAsync(string jobId, long after, Func<bool> ended, [EnumeratorCancellation] CancellationToken ct)
+    /// <summary>
+    /// The job's events after <paramref name="after"/>, then live ones until an event that ends the job.
+    /// An ending event followed by more (a job interrupted, then resumed) does not end the reading, nor
+    /// does one while <paramref name="status"/> (the job's status now) says it is queued or running again.
+    /// </summary>
+    public async IAsyncEnumerable<JsonElement> ReadAsync(string jobId, long after, Func<string?> status, [EnumeratorCancellation] CancellationToken ct)
     {
         var log = Log(jobId);
         // A wake-up, not the events: they are always read from the file, in its order.
@@ -64,6 +68,7 @@ public sealed class JobEvents(JobStore store)
         {
             var tail = new Tail(log.Path);
             var last = after;
+            var lastWasEnd = false;
             var endedBefore = false;
             while (true)
             {
@@ -75,18 +80,23 @@ public sealed class JobEvents(JobStore store)
                     }
 
                     last = Seq(e);
+                    lastWasEnd = IsEnd(e);
                     yield return e;
-                    if (IsEnd(e))
-                    {
-                        yield break;
-                    }
                 }
 
-                if (ended())
+                // A job's status is stored just before its ending event is written, so the event read
+                // here is never newer than the status.
+                var now = status();
+                var again = now is JobStatus.Queued or JobStatus.Running;
+                if (lastWasEnd && !again)
+                {
+                    yield break;
+                }
+
+                if (!lastWasEnd && !again)
                 {
                     // A job that ended with no ending event in its file (written before there were any, or
-                    // its node stopped in between). A job ends in the store just before its event is
-                    // written, so the reader looks at the file once more before giving up.
+                    // its node stopped in between): the reader looks at the file once more before giving up.
                     if (endedBefore)
                     {
                         yield break;

@@ -18,7 +18,7 @@ public sealed class JobsHub(JobStore store, JobEvents events) : Hub
             throw new HubException($"No job with id '{jobId}'. GET /v1/finetune/jobs lists them.");
         }
 
-        await foreach (var e in events.ReadAsync(jobId, after, () => store.GetJob(jobId) is { HasEnded: true }, cancellationToken))
+        await foreach (var e in events.ReadAsync(jobId, after, () => store.GetJob(jobId)?.Status, cancellationToken))
         {
             yield return e.GetRawText();
         }

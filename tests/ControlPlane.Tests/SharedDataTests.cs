@@ -41,58 +41,54 @@ public sealed class SharedDataTests(FineTuningFixture data) : IClassFixture<Fine
             Assert.True((await speech.Content.ReadAsByteArrayAsync()).Length > 24000);
         }
 
-        // A job cancelled through the node that does not run it: its owner stops it, and the events
-        // followed on the other node end with it.
+        // A node killed with SIGKILL mid-job: the survivor marks its job interrupted once the node has not
+        // been seen for Timbre:Cluster:NodeTimeoutSeconds, and a reader following it there sees that live.
         var job = await StartLongJobAsync(b, dataset);
-        var owner = (await a.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}")).GetProperty("node").GetString();
-        var other = owner == "alpha" ? beta : alpha;
-        var following = FollowAsync(other.Port, job);
-        using (var cancel = await other.Http.DeleteAsync($"/v1/finetune/jobs/{job}"))
-        {
-            Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
-        }
-
-        var events = await following;
-        Assert.Equal("cancelled", events[^1].GetProperty("status").GetString());
-        Assert.Contains(events, e => e.TryGetProperty("epoch", out _));
-        Assert.Equal("cancelled", (await FineTuningClient.WaitAsync(a, job, "cancelled", "failed", "succeeded")).GetProperty("status").GetString());
-
-        // A node killed mid-job: the survivor marks its job interrupted once the node has not been seen
-        // for Timbre:Cluster:NodeTimeoutSeconds, and the job can be resumed there.
-        job = await StartLongJobAsync(b, dataset);
         var running = await a.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}");
         var (doomed, survivor) = running.GetProperty("node").GetString() == "alpha" ? (alpha, beta) : (beta, alpha);
+        var following = FollowAsync(survivor.Port, job);
         doomed.Process.Kill();
         await doomed.Process.WaitForExitAsync();
-        var folder = Path.Combine(work.FullName, "data", ".finetune", "jobs", job);
         var clock = Stopwatch.StartNew();
-        var interrupted = await FineTuningClient.WaitAsync(survivor.Http, job, "interrupted", "failed", "succeeded");
+        var events = await following;
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"noticed after {clock.Elapsed}");
+        Assert.Equal("interrupted", events[^1].GetProperty("status").GetString());
+        Assert.Contains(events, e => e.TryGetProperty("epoch", out _));
+        var interrupted = await survivor.Http.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}");
         Assert.Equal("interrupted", interrupted.GetProperty("status").GetString());
         Assert.Contains("its node stopped answering", interrupted.GetProperty("error").GetString(), StringComparison.Ordinal);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"noticed after {clock.Elapsed}");
-        var last = (await FollowAsync(survivor.Port, job))[^1];
-        Assert.Equal("interrupted", last.GetProperty("status").GetString());
 
         // The killed node's recipe outlived it (its own process group); this machine's test stops it.
-        foreach (var pid in FineTuningClient.RecipePids(folder))
+        foreach (var pid in FineTuningClient.RecipePids(Path.Combine(work.FullName, "data", ".finetune", "jobs", job)))
         {
             using var recipe = Process.GetProcessById(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture));
             recipe.Kill(entireProcessTree: true);
         }
 
-        using (var again = await survivor.Http.PostAsync($"/v1/finetune/jobs/{job}/resume", null))
+        // The node comes back under its name and the job is resumed through it; cancelled through the
+        // node that does not run it, its owner stops it, and a reader following it from the start on
+        // that node reads on past the earlier interruption to the end.
+        var back = await StartAsync(doomed.Name);
+        using var c = back.Http;
+        using (var resume = await c.PostAsync($"/v1/finetune/jobs/{job}/resume", null))
         {
-            Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
+            Assert.Equal(HttpStatusCode.Accepted, resume.StatusCode);
         }
 
-        await FineTuningClient.WaitAsync(survivor.Http, job, "running");
-        Assert.Equal(survivor.Name, (await survivor.Http.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}")).GetProperty("node").GetString());
-        using (var stop = await survivor.Http.DeleteAsync($"/v1/finetune/jobs/{job}"))
+        await FineTuningClient.WaitAsync(c, job, "running");
+        var owner = (await c.GetFromJsonAsync<JsonElement>($"/v1/finetune/jobs/{job}")).GetProperty("node").GetString();
+        var other = owner == back.Name ? survivor : back;
+        var followed = FollowAsync(other.Port, job);
+        using (var cancel = await other.Http.DeleteAsync($"/v1/finetune/jobs/{job}"))
         {
-            Assert.Equal(HttpStatusCode.Accepted, stop.StatusCode);
+            Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
         }
 
-        await FineTuningClient.WaitAsync(survivor.Http, job, "cancelled");
+        var all = await followed;
+        Assert.Equal("cancelled", all[^1].GetProperty("status").GetString());
+        Assert.Contains(all, e => e.TryGetProperty("status", out var st) && st.GetString() == "interrupted");
+        Assert.Equal(Enumerable.Range(1, all.Count).Select(i => (long)i), all.Select(e => e.GetProperty("seq").GetInt64()));
+        Assert.Equal("cancelled", (await FineTuningClient.WaitAsync(other.Http, job, "cancelled", "failed", "succeeded")).GetProperty("status").GetString());
     }
 
     private async Task<Node> StartAsync(string name)
