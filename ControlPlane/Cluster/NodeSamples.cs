@@ -19,6 +19,7 @@ public sealed class NodeSamples
 {
     private readonly string samples;
     private readonly string voices;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTime> marked = new();
 
     public NodeSamples(IOptions<TimbreOptions> options)
     {
@@ -113,16 +114,37 @@ public sealed class NodeSamples
         var id = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32];
         var folder = Path.Combine(voices, id);
         Directory.CreateDirectory(folder);
-        var now = DateTime.UtcNow;
-        Directory.SetLastWriteTimeUtc(folder, now);
+        MarkUsed(folder, directory: true);
         foreach (var r in refs)
         {
-            File.SetLastWriteTimeUtc(PathOf(r.Sha256!), now);
+            MarkUsed(PathOf(r.Sha256!), directory: false);
         }
 
         var engineSamples = refs.Select(r => new EngineSample(PathOf(r.Sha256!), string.IsNullOrWhiteSpace(r.Transcript) ? null : r.Transcript, r.Role ?? "sample")).ToList();
         var record = new VoiceRecord("node-" + id[..12], "a voice another node sent", null, DateTimeOffset.UnixEpoch, [], null);
         return new NodeVoice(record, folder, engineSamples);
+    }
+
+    // Marks a copy or folder as used now, at most once an hour each: pruning counts in days, and a voice
+    // that speaks all day need not write its files' metadata on every request.
+    private void MarkUsed(string path, bool directory)
+    {
+        var now = DateTime.UtcNow;
+        if (marked.TryGetValue(path, out var last) && now - last < TimeSpan.FromHours(1))
+        {
+            return;
+        }
+
+        if (directory)
+        {
+            Directory.SetLastWriteTimeUtc(path, now);
+        }
+        else
+        {
+            File.SetLastWriteTimeUtc(path, now);
+        }
+
+        marked[path] = now;
     }
 
     /// <summary>
@@ -138,6 +160,7 @@ public sealed class NodeSamples
             if (File.GetLastWriteTimeUtc(file) < before)
             {
                 File.Delete(file);
+                marked.TryRemove(file, out _);
                 removed++;
             }
         }
@@ -147,6 +170,7 @@ public sealed class NodeSamples
             if (Directory.GetLastWriteTimeUtc(folder) < before)
             {
                 Directory.Delete(folder, recursive: true);
+                marked.TryRemove(folder, out _);
                 removed++;
             }
         }

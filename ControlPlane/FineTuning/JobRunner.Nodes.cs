@@ -3,15 +3,23 @@ namespace Timbre.ControlPlane.FineTuning;
 /// <summary>What a node's runner does for the nodes it shares the data directory with (README, "Scaling out").</summary>
 public sealed partial class JobRunner
 {
+    private long lastSeen;
+
     /// <summary>
-    /// Each pass of the runner (every 2 s at most): notes that this node is alive, marks interrupted the
-    /// jobs of nodes not seen for Timbre:Cluster:NodeTimeoutSeconds, and cancels this node's jobs that
-    /// were cancelled through another node.
+    /// Each pass of the runner (every 2 s at most): notes that this node is alive (every quarter of
+    /// Timbre:Cluster:NodeTimeoutSeconds), marks interrupted the jobs of nodes not seen for that long,
+    /// and cancels this node's jobs that were cancelled through another node.
     /// </summary>
     private void LookAtOtherNodes()
     {
-        store.Seen();
-        foreach (var job in store.InterruptOrphans(TimeSpan.FromSeconds(options.Value.Cluster.NodeTimeoutSeconds)))
+        var timeout = TimeSpan.FromSeconds(options.Value.Cluster.NodeTimeoutSeconds);
+        if (TimeProvider.System.GetElapsedTime(lastSeen) >= timeout / 4 || lastSeen == 0)
+        {
+            store.Seen();
+            lastSeen = TimeProvider.System.GetTimestamp();
+        }
+
+        foreach (var job in store.InterruptOrphans(timeout))
         {
             events.Append(job.Id, Status(JobStatus.Interrupted, "its node stopped answering while this job ran; resume it to continue from its last checkpoint"));
             LogOrphan(job.Id, job.Node ?? "?");

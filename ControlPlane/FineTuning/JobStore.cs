@@ -157,6 +157,12 @@ public sealed class JobStore
             AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = jobs.node AND nodes.seen_at >= $since)
             """;
         var since = Time(DateTimeOffset.UtcNow - timeout);
+        if (QueryJobs("WHERE " + Orphaned, ("$node", Node), ("$since", since)).Count == 0)
+        {
+            // The usual answer, found without taking the database's write lock.
+            return [];
+        }
+
         using var c = Open();
         using var transaction = c.BeginTransaction(deferred: false);
         var orphans = QueryJobs(c, transaction, "WHERE " + Orphaned, ("$node", Node), ("$since", since));

@@ -50,7 +50,7 @@ public sealed class ClusterOptions
 
     /// <summary>
     /// A node sharing the data directory that has not been seen for this long is taken for stopped: the
-    /// jobs it was running are marked interrupted by the others (each node is seen every 2 s).
+    /// jobs it was running are marked interrupted by the others (each node notes it is alive every quarter of this).
     /// </summary>
     public int NodeTimeoutSeconds { get; set; } = 20;
 

@@ -53,7 +53,7 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
 
         if (options.Cluster.NodeTimeoutSeconds < 6)
         {
-            errors.Add($"Timbre:Cluster:NodeTimeoutSeconds is {options.Cluster.NodeTimeoutSeconds}: use 6 or more (nodes are seen every 2 s; 20 is the default).");
+            errors.Add($"Timbre:Cluster:NodeTimeoutSeconds is {options.Cluster.NodeTimeoutSeconds}: use 6 or more (a node notes it is alive every quarter of it, and its runner looks every 2 s; 20 is the default).");
         }
 
         if (!options.Engine.Exists(options.Engine.Default))

@@ -72,7 +72,7 @@ public sealed partial class VoiceLibrary : IDisposable
     /// <summary>Where this node assembles voices and versions before they are renamed into the library.</summary>
     private string Staging { get; }
 
-    /// <summary>A new folder name for an upload's files, beside the library and never in it; this node's staging is cleared when it starts.</summary>
+    /// <summary>A new folder name in this node's staging (an upload's files, a voice or version being assembled, a voice being deleted): beside the library, never in it, and cleared when the node starts.</summary>
     public string NewSpool(string prefix) => Path.Combine(Staging, prefix + "-" + Guid.NewGuid().ToString("n"));
 
     /// <summary>Waits until no other request, in this process or another node's, is changing the library.</summary>
@@ -185,7 +185,7 @@ public sealed partial class VoiceLibrary : IDisposable
     public async Task<VoiceRecord> CreateAsync(NewVoice upload, CancellationToken ct)
     {
         var id = VoiceNames.Slug(upload.Name);
-        var staging = Path.Combine(Staging, Guid.NewGuid().ToString("n"));
+        var staging = NewSpool("voice");
         await EnterAsync(ct);
         try
         {
@@ -268,7 +268,7 @@ public sealed partial class VoiceLibrary : IDisposable
                 return false;
             }
 
-            var doomed = Path.Combine(Staging, "deleted-" + Guid.NewGuid().ToString("n"));
+            var doomed = NewSpool("deleted");
             Directory.CreateDirectory(Path.GetDirectoryName(doomed)!);
             Directory.Move(folder, doomed);
             Directory.Delete(doomed, recursive: true);

@@ -22,7 +22,7 @@ public sealed partial class VoiceLibrary
             var folder = FolderOf(id)!;
             var number = voice.Versions.Select(v => v.Number).DefaultIfEmpty(0).Max() + 1;
             var target = Path.Combine(folder, VersionsFolder, number.ToString(CultureInfo.InvariantCulture));
-            var staging = Path.Combine(Staging, "version-" + Guid.NewGuid().ToString("n"));
+            var staging = NewSpool("version");
             Directory.CreateDirectory(staging);
             foreach (var file in Directory.EnumerateFiles(source))
             {
