@@ -3,6 +3,7 @@ namespace Timbre.ControlPlane.FineTuning;
 /// <summary>What a node's runner does for the nodes it shares the data directory with (README, "Scaling out").</summary>
 public sealed partial class JobRunner
 {
+    // When this node last noted it is alive (a timestamp; 0, long ago, before the first time).
     private long lastSeen;
 
     /// <summary>
@@ -13,7 +14,7 @@ public sealed partial class JobRunner
     private void LookAtOtherNodes()
     {
         var timeout = TimeSpan.FromSeconds(options.Value.Cluster.NodeTimeoutSeconds);
-        if (TimeProvider.System.GetElapsedTime(lastSeen) >= timeout / 4 || lastSeen == 0)
+        if (TimeProvider.System.GetElapsedTime(lastSeen) >= timeout / 4)
         {
             store.Seen();
             lastSeen = TimeProvider.System.GetTimestamp();
