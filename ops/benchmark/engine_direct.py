@@ -1,6 +1,7 @@
 """The floor: the classic engine called directly in Python, no server in between.
 
-ops/bench's client starts this once and asks for rounds on stdin, interleaved with its rounds against
+ops/bench's client starts this twice (the floor, and a second process as an A/A control, each for the
+whole run) and asks for rounds on stdin, interleaved with its rounds against
 Timbre, so that both are measured in the same minutes (this machine's speed drifts by tens of per cent
 over a run). A line "N" runs N requests at once, each on its own thread as an in-process Python server
 would run them, and answers one JSON line: per request [seconds to first chunk, seconds to the end,

@@ -100,7 +100,7 @@ internal sealed class Playback(Stopwatch clock)
     }
 }
 
-/// <summary>The floor: engine_direct.py, one process for the whole run, asked for rounds on its stdin.</summary>
+/// <summary>The floor (or its A/A control): engine_direct.py, one process for the whole run, asked for rounds on its stdin.</summary>
 internal sealed class DirectEngine : IAsyncDisposable
 {
     private readonly Process process;
