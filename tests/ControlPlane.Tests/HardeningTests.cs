@@ -16,86 +16,6 @@ namespace Timbre.ControlPlane.Tests;
 /// </summary>
 public sealed class HardeningTests
 {
-    [Theory]
-    [InlineData("/v1/speech")]
-    [InlineData("/v1/audio/speech")]
-    public async Task Thousands_of_digits_in_a_row_are_spoken_not_an_engine_error(string path)
-    {
-        using var app = new TimbreApp();
-        await app.EnrolAsync("Ada");
-        using var client = app.CreateClient();
-        var digits = new string('9', 5000);
-        object body = path == "/v1/speech"
-            ? new { text = digits, voice = "ada", stream = true, format = "pcm" }
-            : new { model = "tts-1", input = digits, voice = "ada", response_format = "pcm" };
-        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
-        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
-        {
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            var audio = await response.Content.ReadAsStreamAsync();
-            var buffer = new byte[48_000];
-            var read = 0;
-            while (read < buffer.Length && await audio.ReadAsync(buffer.AsMemory(read)) is var n and > 0)
-            {
-                read += n;
-            }
-
-            // Half a second of speech (the first group of nines), not silence.
-            Assert.Equal(buffer.Length, read);
-            Assert.Contains(Enumerable.Range(0, read / 2), i => Math.Abs(BitConverter.ToInt16(buffer, i * 2)) > 1000);
-        }
-
-        Assert.DoesNotContain("timbre_engine_errors_total{", await client.GetStringAsync("/metrics"), StringComparison.Ordinal);
-        app.AssertNoErrorsLogged();
-    }
-
-    [Theory]
-    [InlineData("/v1/speech", "text")]
-    [InlineData("/v1/audio/speech", "input")]
-    public async Task Text_the_engine_cannot_speak_is_a_400_naming_the_field(string path, string field)
-    {
-        using var app = new TimbreApp();
-        await app.EnrolAsync("Ada");
-        using var client = app.CreateClient();
-        object body = path == "/v1/speech" ? new { text = "... !!! ???", voice = "ada" } : new { model = "tts-1", input = "... !!! ???", voice = "ada" };
-        using var response = await client.PostAsJsonAsync(path, body);
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal(field, problem.GetProperty("field").GetString());
-        Assert.Contains("nothing to say", problem.GetProperty("detail").GetString()!, StringComparison.Ordinal);
-
-        using var french = await client.PostAsJsonAsync("/v1/speech", new { text = "Bonjour à tous.", voice = "ada", language = "fr" });
-        Assert.Equal(HttpStatusCode.BadRequest, french.StatusCode);
-        Assert.Equal("language", (await french.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("field").GetString());
-        Assert.DoesNotContain("timbre_engine_errors_total{", await client.GetStringAsync("/metrics"), StringComparison.Ordinal);
-    }
-
-    public static TheoryData<string, byte[], string> BrokenText() => new()
-    {
-        // Raw bytes that are not UTF-8 inside the string.
-        { "/v1/speech", [.. "{\"voice\": \"ada\", \"text\": \""u8, 0xFF, 0xFE, .. " hello\"}"u8], "text" },
-        // A high surrogate escape with no low surrogate after it.
-        { "/v1/speech", "{\"voice\": \"ada\", \"text\": \"\\ud800 hello\"}"u8.ToArray(), "text" },
-        { "/v1/audio/speech", "{\"model\": \"tts-1\", \"voice\": \"ada\", \"input\": \"hello \\udc00\"}"u8.ToArray(), "input" },
-    };
-
-    [Theory]
-    [MemberData(nameof(BrokenText))]
-    public async Task Text_that_is_not_valid_unicode_gets_a_problem_saying_so(string path, byte[] body, string field)
-    {
-        using var app = new TimbreApp();
-        using var client = app.CreateClient();
-        using var content = new ByteArrayContent(body);
-        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
-        using var response = await client.PostAsync(path, content);
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal(field, problem.GetProperty("field").GetString());
-        Assert.Contains("not valid text", problem.GetProperty("detail").GetString()!, StringComparison.Ordinal);
-        app.AssertNoErrorsLogged();
-        Assert.Contains(app.Logs.Lines, l => l.StartsWith("Information ", StringComparison.Ordinal) && l.Contains($"Refused POST {path} with 400", StringComparison.Ordinal));
-    }
-
     [Fact]
     public async Task Client_mistakes_are_logged_without_stack_traces_and_never_as_errors()
     {
@@ -196,39 +116,6 @@ public sealed class HardeningTests
         Assert.NotNull(Voices.VoiceNames.Validate(name));
 
     [Fact]
-    public async Task Retry_After_is_within_twice_the_time_a_retry_would_start_at_once()
-    {
-        using var app = new TimbreApp();
-        app.Settings["Timbre:Speech:Concurrency:classic"] = "1";
-        app.Settings["Timbre:Speech:QueueLength"] = "1";
-        await app.EnrolAsync("Ada");
-        using var client = app.CreateClient();
-        var text = Audio.LongText(12);
-        // One request measures the service time the estimate works from.
-        using (var primer = await client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" }))
-        {
-            Assert.Equal(HttpStatusCode.OK, primer.StatusCode);
-        }
-
-        var scheduler = app.Get<SpeechScheduler>();
-        var running = client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" });
-        await SpeechHubTests.Eventually(() => scheduler.RunningOn("classic") == 1);
-        var queued = client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" });
-        await SpeechHubTests.Eventually(() => scheduler.Waiting("classic") == 1);
-        using var refused = await client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" });
-        var clock = Stopwatch.StartNew();
-        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
-        var retryAfter = refused.Headers.RetryAfter!.Delta!.Value.TotalSeconds;
-
-        // A retry starts at once when both requests ahead of it are done.
-        (await running).Dispose();
-        (await queued).Dispose();
-        var actual = clock.Elapsed.TotalSeconds;
-        Assert.True(actual > 1, $"the requests ahead took only {actual:0.00} s: the test needs longer texts to mean anything");
-        Assert.InRange(retryAfter, actual / 2, actual * 2);
-    }
-
-    [Fact]
     public async Task Wrong_keys_from_one_address_are_limited_and_logged_once_per_window()
     {
         const string key = "hardening-test-key-0123456789abc";
@@ -277,5 +164,130 @@ public sealed class HardeningTests
         using var after = await client.GetAsync("/v1/voices/a%01b");
         Assert.Equal(HttpStatusCode.BadRequest, after.StatusCode);
         Assert.Equal("application/problem+json", after.Content.Headers.ContentType?.MediaType);
+    }
+}
+
+/// <summary>Text no engine can speak, or that is not text at all, sent to one server shared by the cases.</summary>
+public sealed class HardeningInputTests(EnrolledApp fixture) : IClassFixture<EnrolledApp>
+{
+    private readonly TimbreApp app = fixture.App;
+    private readonly HttpClient client = fixture.Client;
+
+    private int Refused(string path) =>
+        app.Logs.Lines.Count(l => l.StartsWith("Information ", StringComparison.Ordinal) && l.Contains($"Refused POST {path} with 400", StringComparison.Ordinal));
+
+    [Theory]
+    [InlineData("/v1/speech")]
+    [InlineData("/v1/audio/speech")]
+    public async Task Thousands_of_digits_in_a_row_are_spoken_not_an_engine_error(string path)
+    {
+        var digits = new string('9', 5000);
+        object body = path == "/v1/speech"
+            ? new { text = digits, voice = "existing", stream = true, format = "pcm" }
+            : new { model = "tts-1", input = digits, voice = "existing", response_format = "pcm" };
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var audio = await response.Content.ReadAsStreamAsync();
+            var buffer = new byte[48_000];
+            var read = 0;
+            while (read < buffer.Length && await audio.ReadAsync(buffer.AsMemory(read)) is var n and > 0)
+            {
+                read += n;
+            }
+
+            // Half a second of speech (the first group of nines), not silence.
+            Assert.Equal(buffer.Length, read);
+            Assert.Contains(Enumerable.Range(0, read / 2), i => Math.Abs(BitConverter.ToInt16(buffer, i * 2)) > 1000);
+        }
+
+        Assert.DoesNotContain("timbre_engine_errors_total{", await client.GetStringAsync("/metrics"), StringComparison.Ordinal);
+        app.AssertNoErrorsLogged();
+    }
+
+    [Theory]
+    [InlineData("/v1/speech", "text")]
+    [InlineData("/v1/audio/speech", "input")]
+    public async Task Text_the_engine_cannot_speak_is_a_400_naming_the_field(string path, string field)
+    {
+        object body = path == "/v1/speech" ? new { text = "... !!! ???", voice = "existing" } : new { model = "tts-1", input = "... !!! ???", voice = "existing" };
+        using var response = await client.PostAsJsonAsync(path, body);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(field, problem.GetProperty("field").GetString());
+        Assert.Contains("nothing to say", problem.GetProperty("detail").GetString()!, StringComparison.Ordinal);
+
+        using var french = await client.PostAsJsonAsync("/v1/speech", new { text = "Bonjour à tous.", voice = "existing", language = "fr" });
+        Assert.Equal(HttpStatusCode.BadRequest, french.StatusCode);
+        Assert.Equal("language", (await french.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("field").GetString());
+        Assert.DoesNotContain("timbre_engine_errors_total{", await client.GetStringAsync("/metrics"), StringComparison.Ordinal);
+    }
+
+    public static TheoryData<string, byte[], string> BrokenText() => new()
+    {
+        // Raw bytes that are not UTF-8 inside the string.
+        { "/v1/speech", [.. "{\"voice\": \"existing\", \"text\": \""u8, 0xFF, 0xFE, .. " hello\"}"u8], "text" },
+        // A high surrogate escape with no low surrogate after it.
+        { "/v1/speech", "{\"voice\": \"existing\", \"text\": \"\\ud800 hello\"}"u8.ToArray(), "text" },
+        { "/v1/audio/speech", "{\"model\": \"tts-1\", \"voice\": \"existing\", \"input\": \"hello \\udc00\"}"u8.ToArray(), "input" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BrokenText))]
+    public async Task Text_that_is_not_valid_unicode_gets_a_problem_saying_so(string path, byte[] body, string field)
+    {
+        var refusedBefore = Refused(path);
+        using var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        using var response = await client.PostAsync(path, content);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(field, problem.GetProperty("field").GetString());
+        Assert.Contains("not valid text", problem.GetProperty("detail").GetString()!, StringComparison.Ordinal);
+        app.AssertNoErrorsLogged();
+        Assert.Equal(refusedBefore + 1, Refused(path));
+    }
+}
+
+/// <summary>
+/// Retry-After against the time the requests ahead really take: both are measured on the same server, so the
+/// case runs alone (<see cref="TimingCollection"/>). Beside other classes, its primer request ran under a load
+/// that had gone by the time the requests it estimated ran.
+/// </summary>
+[Collection(TimingCollection.Name)]
+public sealed class RetryAfterTests
+{
+    [Fact]
+    public async Task Retry_After_is_within_twice_the_time_a_retry_would_start_at_once()
+    {
+        using var app = new TimbreApp();
+        app.Settings["Timbre:Speech:Concurrency:classic"] = "1";
+        app.Settings["Timbre:Speech:QueueLength"] = "1";
+        await app.EnrolAsync("Ada");
+        using var client = app.CreateClient();
+        var text = Audio.LongText(12);
+        // One request measures the service time the estimate works from.
+        using (var primer = await client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, primer.StatusCode);
+        }
+
+        var scheduler = app.Get<SpeechScheduler>();
+        var running = client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" });
+        await SpeechHubTests.Eventually(() => scheduler.RunningOn("classic") == 1);
+        var queued = client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" });
+        await SpeechHubTests.Eventually(() => scheduler.Waiting("classic") == 1);
+        using var refused = await client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada" });
+        var clock = Stopwatch.StartNew();
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        var retryAfter = refused.Headers.RetryAfter!.Delta!.Value.TotalSeconds;
+
+        // A retry starts at once when both requests ahead of it are done.
+        (await running).Dispose();
+        (await queued).Dispose();
+        var actual = clock.Elapsed.TotalSeconds;
+        Assert.True(actual > 1, $"the requests ahead took only {actual:0.00} s: the test needs longer texts to mean anything");
+        Assert.InRange(retryAfter, actual / 2, actual * 2);
     }
 }

@@ -19,8 +19,10 @@ public sealed class SlowClientTests
     private static readonly string Long = Audio.LongText(40);
 
     /// <summary>
-    /// Sends a speech request over a raw socket and then reads nothing. The receive buffer is kept small,
-    /// so the server's writes block as soon as its own buffers are full, as with a client whose reader hung.
+    /// Sends a speech request over a raw socket and then reads nothing. The receive buffer is kept small, and
+    /// so is the server's send buffer (<see cref="TimbreApp.SendBufferBytes"/>), so the server's writes block
+    /// once a second or two of audio is queued, as with a client whose reader hung, instead of after the
+    /// megabytes loopback would otherwise buffer.
     /// </summary>
     private static async Task<Socket> StopReadingAsync(Uri server, string path, object body)
     {
@@ -35,7 +37,7 @@ public sealed class SlowClientTests
     [Fact]
     public async Task Sixteen_clients_that_stop_reading_are_cut_off_and_an_ordinary_request_is_then_served()
     {
-        using var app = new TimbreApp();
+        using var app = new TimbreApp { SendBufferBytes = 8192 };
         app.Settings["Timbre:Speech:WriteStallSeconds"] = "2";
         // Longer than the test may take: only the stall limit can free these slots.
         app.Settings["Timbre:Speech:RequestTimeoutSeconds"] = "120";
@@ -69,7 +71,8 @@ public sealed class SlowClientTests
     }
 
     // Enough audio to overflow every buffer between the engine and the client (ffmpeg's pipes, Kestrel's,
-    // the kernel's): a compressed format needs the longest text, or all of it fits and the slot is freed anyway.
+    // the kernel's, kept small here by SendBufferBytes): a compressed format needs the longest text, or all of
+    // it fits and the slot is freed anyway.
     private static readonly string Longest = Audio.LongText(60);
 
     public static TheoryData<string, string> Paths() => new()
@@ -84,7 +87,7 @@ public sealed class SlowClientTests
     [MemberData(nameof(Paths))]
     public async Task A_client_that_stops_reading_is_cut_off_on_every_http_path(string path, string format)
     {
-        using var app = new TimbreApp();
+        using var app = new TimbreApp { SendBufferBytes = 8192 };
         app.Settings["Timbre:Speech:WriteStallSeconds"] = "2";
         app.Settings["Timbre:Speech:RequestTimeoutSeconds"] = "120";
         app.Settings["Timbre:Speech:Concurrency:classic"] = "2";
@@ -106,7 +109,7 @@ public sealed class SlowClientTests
     [Fact]
     public async Task A_hub_client_that_stops_reading_is_cut_off_and_its_slot_freed()
     {
-        using var app = new TimbreApp();
+        using var app = new TimbreApp { SendBufferBytes = 8192 };
         app.Settings["Timbre:Speech:WriteStallSeconds"] = "2";
         await app.EnrolAsync("Ada");
         var metrics = app.Get<TimbreMetrics>();
@@ -128,7 +131,7 @@ public sealed class SlowClientTests
     [Fact]
     public async Task The_request_timeout_bounds_a_stream_whose_client_stopped_reading()
     {
-        using var app = new TimbreApp();
+        using var app = new TimbreApp { SendBufferBytes = 8192 };
         app.Settings["Timbre:Speech:WriteStallSeconds"] = "600";
         app.Settings["Timbre:Speech:RequestTimeoutSeconds"] = "4";
         await app.EnrolAsync("Ada");

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 
@@ -29,14 +31,34 @@ public sealed class TimbreApp : WebApplicationFactory<Program>
 
     public Dictionary<string, string?> Settings { get; } = [];
 
+    /// <summary>
+    /// When set, the kernel send buffer of every connection the server accepts (Linux hands the listening
+    /// socket's size to them). Loopback otherwise grows it to megabytes, which a test of a client that stops
+    /// reading must fill with seconds of synthesis before the server's writes block.
+    /// </summary>
+    public int? SendBufferBytes { get; set; }
+
     protected override void ConfigureWebHost(Microsoft.AspNetCore.Hosting.IWebHostBuilder builder)
     {
         builder.UseSetting("Timbre:DataDirectory", DataDirectory);
         builder.ConfigureAppConfiguration((_, c) => c.AddInMemoryCollection(Settings));
         builder.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Trace).AddFilter(_ => true).AddProvider(Logs));
+        if (SendBufferBytes is { } bytes)
+        {
+            builder.ConfigureServices(s => s.Configure<SocketTransportOptions>(o => o.CreateBoundListenSocket = endpoint =>
+            {
+                var socket = SocketTransportOptions.CreateDefaultBoundListenSocket(endpoint);
+                socket.SendBufferSize = bytes;
+                return socket;
+            }));
+        }
     }
 
-    /// <summary>Enrols an espeak-ng reference speaker as <paramref name="name"/> through the real upload endpoint.</summary>
+    /// <summary>
+    /// Enrols an espeak-ng reference speaker as <paramref name="name"/> through the real upload endpoint, with
+    /// its transcript, as the dashboard's recorder sends it. (Recognising a missing transcript costs seconds of
+    /// CPU per voice; EnrolmentTests covers it.)
+    /// </summary>
     public async Task<string> EnrolAsync(string name, string? key = null)
     {
         using var client = key is null ? CreateClient() : CreateClient(key);
@@ -44,6 +66,7 @@ public sealed class TimbreApp : WebApplicationFactory<Program>
         var file = new ByteArrayContent(Audio.Espeak(Audio.Reference));
         file.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("audio/wav");
         form.Add(file, "files", "ref.wav");
+        form.Add(new StringContent(Audio.Reference), "transcripts");
         using var response = await client.PostAsync("/v1/voices", form);
         Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
         var created = await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<System.Text.Json.JsonElement>(response.Content);
