@@ -6,7 +6,10 @@ using Timbre.ControlPlane.Speech;
 
 namespace Timbre.ControlPlane.Cluster;
 
-/// <summary>A sample a front names: its content hash, transcript and role (sample, prompt or reference).</summary>
+/// <summary>
+/// A sample a front names: its content hash, transcript and role (sample, prompt or reference); or, with role
+/// model, the voice's active fine-tuned version, named by its folder digest.
+/// </summary>
 public sealed record NodeSampleRef(string? Sha256, string? Transcript, string? Role);
 
 /// <summary>The body of POST /v1/cluster/speech: a speech request with the voice named by its samples' hashes.</summary>
@@ -29,8 +32,9 @@ public sealed record NodeSpeechBody(
 /// <summary>
 /// The node API: what another Timbre node (a front) asks of this one as a worker. Mapped only when
 /// Timbre:Cluster:NodeKey is set, and open to that key only. The front's voice library stays the truth: a
-/// request names its samples by SHA-256, a worker that lacks one answers 409 with the list, and the front
-/// sends them (PUT /v1/cluster/samples/{sha256}), so no one copies voice folders between machines.
+/// request names its samples by SHA-256 (and a fine-tuned version by its folder digest), a worker that lacks
+/// one answers 409 with the list, and the front sends them (PUT /v1/cluster/samples/{sha256}, or
+/// /v1/cluster/models/{digest} as a tar stream), so no one copies voice folders between machines.
 /// </summary>
 /// <remarks>
 /// Audio leaves unmarked and unlogged, as raw 16-bit PCM at 24 kHz: the front marks it with its own key
@@ -49,6 +53,8 @@ public static class NodeApi
         var group = app.MapGroup("/v1/cluster").WithTags("Cluster").RequireAuthorization(ApiKeys.NodeRole).DisableRateLimiting();
         group.MapPut("/samples/{sha256}", PutSample)
             .WithSummary("Store one voice sample a front sends, under its SHA-256 (checked); 204 when stored or already held.");
+        group.MapPut("/models/{digest}", PutModel)
+            .WithSummary("Store a fine-tuned version a front sends as a tar stream of its folder, under its folder digest (checked); 204 when stored or already held.");
         group.MapPost("/speech", Speak)
             .WithSummary("Stream speech for another node as raw 16-bit PCM at 24 kHz, unmarked; 409 lists the samples to send first.");
         return app;
@@ -81,6 +87,50 @@ public static class NodeApi
         };
     }
 
+    private static async Task<IResult> PutModel(string digest, HttpContext http, NodeSamples store, IOptions<TimbreOptions> options, CancellationToken ct)
+    {
+        if (!NodeSamples.IsDigest(digest))
+        {
+            return Problems.BadRequest($"'{digest}' is no folder digest: name the version by the 64 lower-case hex digits of its folder digest (README, the node API).", "digest");
+        }
+
+        if (store.HasModel(digest))
+        {
+            return TypedResults.NoContent();
+        }
+
+        var max = options.Value.Cluster.MaxModelBytes;
+        var minFree = options.Value.FineTuning.MinFreeBytes;
+        var free = Uploads.FreeBytes(options.Value.DataDirectory);
+        if (http.Request.ContentLength is { } length && free - length < minFree)
+        {
+            return Problems.Create(StatusCodes.Status507InsufficientStorage, $"The version needs {length / 1e9:0.0} GB and this node's data directory has {free / 1e9:0.0} GB free, of which {minFree / 1e9:0.#} GB must stay free (Timbre:FineTuning:MinFreeBytes): free space on the worker.");
+        }
+
+        // The tar's headers and padding on top of the files themselves.
+        if (http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodyLimit)
+        {
+            bodyLimit.MaxRequestBodySize = max + (NodeSamples.MaxModelEntries * 1536L);
+        }
+
+        var tooLarge = $"The version's files are larger than {max} bytes (Timbre:Cluster:MaxModelBytes on the worker).";
+        try
+        {
+            return await store.SaveModelAsync(digest, http.Request.Body, max, ct) switch
+            {
+                (NodeSamples.SavedModel.Ok, _) => TypedResults.NoContent(),
+                (NodeSamples.SavedModel.TooLarge, _) => Problems.TooLarge(tooLarge),
+                (NodeSamples.SavedModel.NotTar, var why) => Problems.BadRequest($"The body is not a tar stream ({why}): send the version folder as a tar (POSIX or PAX).", "body"),
+                (NodeSamples.SavedModel.BadEntry, var why) => Problems.BadRequest($"The tar holds {why}: send the version folder's regular files with paths relative to it.", "body"),
+                _ => Problems.BadRequest($"The folder's digest is not {digest}: the version changed on the way, or the path names another one.", "digest"),
+            };
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return Problems.TooLarge(tooLarge);
+        }
+    }
+
     private static async Task<IResult> Speak(NodeSpeechBody? body, NodeSamples store, Synthesizer synthesizer, AudioEncoder encoder, HttpContext http, CancellationToken ct)
     {
         if (body is null)
@@ -96,17 +146,22 @@ public static class NodeApi
                 return Problems.BadRequest($"samples holds '{r.Sha256}': name each sample by the 64 lower-case hex digits of its SHA-256.", "samples");
             }
 
-            if (r.Role is not (null or "sample" or "prompt" or "reference"))
+            if (r.Role is not (null or "sample" or "prompt" or "reference" or "model"))
             {
-                return Problems.BadRequest($"samples holds role '{r.Role}': use sample, prompt or reference.", "samples");
+                return Problems.BadRequest($"samples holds role '{r.Role}': use sample, prompt, reference or model (a fine-tuned version's folder).", "samples");
             }
         }
 
-        var missing = refs.Select(r => r.Sha256!).Where(s => !store.Has(s)).Distinct().ToList();
+        if (refs.Count(r => r.Role == "model") > 1)
+        {
+            return Problems.BadRequest("samples names more than one model: a voice speaks with one active version at a time.", "samples");
+        }
+
+        var missing = refs.Where(r => !store.Holds(r)).Select(r => r.Sha256!).Distinct().ToList();
         if (missing.Count > 0)
         {
             return TypedResults.Problem(
-                $"This node lacks {missing.Count} of the voice's samples: send each with PUT /v1/cluster/samples/{{sha256}}, then ask again.",
+                $"This node lacks {missing.Count} of the voice's samples: send each with PUT /v1/cluster/samples/{{sha256}} (a version folder with PUT /v1/cluster/models/{{digest}}), then ask again.",
                 statusCode: StatusCodes.Status409Conflict,
                 title: Problems.Title(StatusCodes.Status409Conflict),
                 extensions: new Dictionary<string, object?> { ["missing"] = missing });

@@ -9,15 +9,17 @@ using Timbre.ControlPlane.Voices;
 namespace Timbre.ControlPlane.Cluster;
 
 /// <summary>
-/// A worker's copies of the samples fronts send (<c>{data}/cluster/samples/{sha256}.wav</c>), and a folder
+/// A worker's copies of the samples fronts send (<c>{data}/cluster/samples/{sha256}.wav</c>), of the
+/// fine-tuned versions they send (<c>{data}/cluster/models/{digest}/</c>, NodeSamples.Models.cs), and a folder
 /// per voice for the engines' caches (<c>{data}/cluster/voices/</c>). Content-addressed: a copy is never
 /// changed, only added, so two fronts sending the same sample at once both end with it. Each request
 /// marks what it uses (the files' modification time); what no request used for
 /// Timbre:Cluster:KeepUnusedDays is removed, and a front sends it again when next it is needed.
 /// </summary>
-public sealed class NodeSamples
+public sealed partial class NodeSamples
 {
     private readonly string samples;
+    private readonly string models;
     private readonly string voices;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTime> marked = new();
 
@@ -25,6 +27,7 @@ public sealed class NodeSamples
     {
         var root = Path.Combine(options.Value.DataDirectory, "cluster");
         samples = Path.Combine(root, "samples");
+        models = Path.Combine(root, "models");
         voices = Path.Combine(root, "voices");
         Keep = TimeSpan.FromDays(options.Value.Cluster.KeepUnusedDays);
     }
@@ -107,6 +110,9 @@ public sealed class NodeSamples
         }
     }
 
+    /// <summary>True when this node holds what the reference names: a sample, or a version folder (role model).</summary>
+    public bool Holds(NodeSampleRef r) => r.Role == "model" ? HasModel(r.Sha256!) : Has(r.Sha256!);
+
     /// <summary>The voice the samples make, with a folder of its own for the engines' caches (a voice profile).</summary>
     public NodeVoice VoiceOf(IReadOnlyList<NodeSampleRef> refs)
     {
@@ -117,10 +123,12 @@ public sealed class NodeSamples
         MarkUsed(folder, directory: true);
         foreach (var r in refs)
         {
-            MarkUsed(PathOf(r.Sha256!), directory: false);
+            MarkUsed(r.Role == "model" ? ModelPathOf(r.Sha256!) : PathOf(r.Sha256!), directory: r.Role == "model");
         }
 
-        var engineSamples = refs.Select(r => new EngineSample(PathOf(r.Sha256!), string.IsNullOrWhiteSpace(r.Transcript) ? null : r.Transcript, r.Role ?? "sample")).ToList();
+        var engineSamples = refs.Select(r => r.Role == "model"
+            ? new EngineSample(ModelPathOf(r.Sha256!), null, "model")
+            : new EngineSample(PathOf(r.Sha256!), string.IsNullOrWhiteSpace(r.Transcript) ? null : r.Transcript, r.Role ?? "sample")).ToList();
         var record = new VoiceRecord("node-" + id[..12], "a voice another node sent", null, DateTimeOffset.UnixEpoch, [], null);
         return new NodeVoice(record, folder, engineSamples);
     }
@@ -148,7 +156,7 @@ public sealed class NodeSamples
     }
 
     /// <summary>
-    /// Removes the copies, voice folders and dead uploads (.part) that no request has used since
+    /// Removes the copies, version folders, voice folders and dead uploads (.part) that no request has used since
     /// <paramref name="now"/> less <see cref="Keep"/>; returns how many.
     /// </summary>
     public int Prune(DateTime now)
@@ -165,7 +173,8 @@ public sealed class NodeSamples
             }
         }
 
-        foreach (var folder in Directory.Exists(voices) ? Directory.EnumerateDirectories(voices) : [])
+        var folders = new[] { models, voices }.Where(Directory.Exists).SelectMany(Directory.EnumerateDirectories);
+        foreach (var folder in folders)
         {
             if (Directory.GetLastWriteTimeUtc(folder) < before)
             {

@@ -172,7 +172,7 @@ public sealed partial class RemoteEngine
                 var missing = await MissingAsync(response, firstAudio.Token);
                 response.Dispose();
                 response = null;
-                await UploadAsync(endpoint, missing, outgoing.Files, firstAudio.Token);
+                await UploadAsync(endpoint, missing, outgoing.Files, firstAudio, cancellationToken);
                 response = await SendAsync(endpoint, outgoing, firstAudio.Token);
             }
 

@@ -65,9 +65,9 @@ public static class FineTuningApi
             bodyLimit.MaxRequestBodySize = limits.MaxDatasetBytes;
         }
 
-        if (http.Request.ContentLength is { } length && Free(store.Root) - length < limits.MinFreeBytes)
+        if (http.Request.ContentLength is { } length && Uploads.FreeBytes(store.Root) - length < limits.MinFreeBytes)
         {
-            return Problems.Create(StatusCodes.Status507InsufficientStorage, $"The upload needs {length / 1e9:0.0} GB and the data directory's disk has {Free(store.Root) / 1e9:0.0} GB free; free space (at least {limits.MinFreeBytes / 1e9:0.#} GB must stay free) and try again.");
+            return Problems.Create(StatusCodes.Status507InsufficientStorage, $"The upload needs {length / 1e9:0.0} GB and the data directory's disk has {Uploads.FreeBytes(store.Root) / 1e9:0.0} GB free; free space (at least {limits.MinFreeBytes / 1e9:0.#} GB must stay free) and try again.");
         }
 
         IFormCollection form;
@@ -328,18 +328,6 @@ public static class FineTuningApi
         catch (VoiceNotFoundException e)
         {
             return Problems.NotFound(e.Message);
-        }
-    }
-
-    private static long Free(string path)
-    {
-        try
-        {
-            return new DriveInfo(Path.GetFullPath(path)).AvailableFreeSpace;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return long.MaxValue;
         }
     }
 

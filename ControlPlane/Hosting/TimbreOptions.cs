@@ -60,6 +60,12 @@ public sealed class ClusterOptions
     /// </summary>
     public double KeepUnusedDays { get; set; } = 30;
 
+    /// <summary>
+    /// On a worker: the largest fine-tuned version (all of its folder's files) another node may send. A
+    /// Qwen3-TTS or XTTS version is a few gigabytes; a classic one is kilobytes.
+    /// </summary>
+    public long MaxModelBytes { get; set; } = 32L * 1024 * 1024 * 1024;
+
     /// <summary>The name this node's jobs carry.</summary>
     public string Node => string.IsNullOrWhiteSpace(NodeName) ? Environment.MachineName : NodeName.Trim();
 }

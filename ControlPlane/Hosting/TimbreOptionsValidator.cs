@@ -51,6 +51,11 @@ public sealed partial class TimbreOptionsValidator(IConfiguration configuration)
             errors.Add($"Timbre:Cluster:KeepUnusedDays is {options.Cluster.KeepUnusedDays}: use a number of days between 0.01 and 36500 (30 is the default).");
         }
 
+        if (options.Cluster.MaxModelBytes < 1024 * 1024)
+        {
+            errors.Add($"Timbre:Cluster:MaxModelBytes is {options.Cluster.MaxModelBytes}: use at least 1048576 (1 MB); a GPU engine's version is gigabytes (32 GB is the default).");
+        }
+
         if (options.Cluster.NodeTimeoutSeconds < 6)
         {
             errors.Add($"Timbre:Cluster:NodeTimeoutSeconds is {options.Cluster.NodeTimeoutSeconds}: use 6 or more (a node notes it is alive every quarter of it, and its runner looks every 2 s; 20 is the default).");

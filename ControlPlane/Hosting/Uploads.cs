@@ -26,4 +26,17 @@ public static class Uploads
             return (null, Problems.TooLarge($"The upload could not be read ({e.Message}). {limits}"));
         }
     }
+
+    /// <summary>Bytes free on the disk that holds <paramref name="path"/>; unknown counts as plenty.</summary>
+    public static long FreeBytes(string path)
+    {
+        try
+        {
+            return new DriveInfo(Path.GetFullPath(path)).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return long.MaxValue;
+        }
+    }
 }

@@ -12,7 +12,7 @@ namespace Timbre.ControlPlane.Tests;
 /// A front node (in this process) with a remote engine of kind timbre on two worker nodes: separate
 /// Timbre processes on loopback, with no voice library of their own.
 /// </summary>
-public sealed partial class NodeTests : IAsyncLifetime, IDisposable
+public sealed partial class NodeTests(FineTuningFixture data) : IClassFixture<FineTuningFixture>, IAsyncLifetime, IDisposable
 {
     private const string NodeKey = "node-secret-for-the-tests-0123456789";
     private readonly TimbreApp front = new();
@@ -78,7 +78,9 @@ public sealed partial class NodeTests : IAsyncLifetime, IDisposable
         worker.Process = null;
     }
 
-    private async Task FrontOnAsync(params Worker[] on)
+    private async Task FrontOnAsync(params Worker[] on) => await FrontOnAsync(enrol: true, on);
+
+    private async Task FrontOnAsync(bool enrol, params Worker[] on)
     {
         for (var i = 0; i < on.Length; i++)
         {
@@ -90,13 +92,16 @@ public sealed partial class NodeTests : IAsyncLifetime, IDisposable
         front.Settings["Timbre:Engine:Remote:workers:ApiKey"] = NodeKey;
         front.Settings["Timbre:Engine:Remote:workers:Concurrency"] = "4";
         front.Settings["Timbre:Engine:Remote:workers:BreakSeconds"] = "1";
-        await front.EnrolAsync("Ada");
+        if (enrol)
+        {
+            await front.EnrolAsync("Ada");
+        }
     }
 
-    private async Task<(HttpStatusCode Status, byte[] Body, string? Clip)> SpeakAsync(string text)
+    private async Task<(HttpStatusCode Status, byte[] Body, string? Clip)> SpeakAsync(string text, string voice = "ada", string engine = "workers")
     {
         using var client = front.CreateClient();
-        using var response = await client.PostAsJsonAsync("/v1/speech", new { text, voice = "ada", engine = "workers" });
+        using var response = await client.PostAsJsonAsync("/v1/speech", new { text, voice, engine });
         var clip = response.Headers.TryGetValues("Timbre-Clip-Id", out var v) ? v.Single() : null;
         return (response.StatusCode, await response.Content.ReadAsByteArrayAsync(), clip);
     }
@@ -231,5 +236,53 @@ public sealed partial class NodeTests : IAsyncLifetime, IDisposable
         }
 
         Assert.True(await CompletedAsync(dead) >= 1, ServerProcess.Text(dead.Log));
+    }
+
+    [Fact]
+    public async Task A_worker_that_hangs_before_first_audio_is_given_up_for_another_within_the_timeout()
+    {
+        // A node that takes connections and requests and never answers, as a worker stuck in its engine does.
+        using var hung = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        hung.Start();
+        var held = new List<System.Net.Sockets.TcpClient>();
+        _ = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var connection = await hung.AcceptTcpClientAsync();
+                lock (held)
+                {
+                    held.Add(connection);
+                }
+            }
+        });
+        var a = await StartWorkerAsync();
+        front.Settings["Timbre:Engine:Remote:workers:Endpoints:0"] = $"http://127.0.0.1:{((IPEndPoint)hung.LocalEndpoint).Port}";
+        front.Settings["Timbre:Engine:Remote:workers:Endpoints:1"] = $"http://127.0.0.1:{a.Port}";
+        // Long enough for a cold worker's first request (its samples sent, then its first synthesis).
+        front.Settings["Timbre:Engine:Remote:workers:FirstAudioTimeoutSeconds"] = "4";
+        front.Settings["Timbre:Engine:Remote:workers:Kind"] = "timbre";
+        front.Settings["Timbre:Engine:Remote:workers:Model"] = "classic";
+        front.Settings["Timbre:Engine:Remote:workers:ApiKey"] = NodeKey;
+        front.Settings["Timbre:Engine:Remote:workers:Concurrency"] = "4";
+        await front.EnrolAsync("Ada");
+
+        // Requests one after another: ties between idle endpoints go round the list, so the hung one is tried.
+        for (var i = 0; i < 3; i++)
+        {
+            var (status, wav, _) = await SpeakAsync("The fish twisted and turned on the bent hook.");
+            Assert.True(status == HttpStatusCode.OK, Encoding.UTF8.GetString(wav));
+        }
+
+        Assert.Equal(3, await CompletedAsync(a));
+        Assert.NotEmpty(held);
+        using var client = front.CreateClient();
+        var engines = await client.GetFromJsonAsync<JsonElement[]>("/v1/engines");
+        var stuck = engines!.Single(e => e.GetProperty("name").GetString() == "workers").GetProperty("endpoints")[0];
+        Assert.Contains("no audio within 4 s", stuck.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        lock (held)
+        {
+            held.ForEach(c => c.Dispose());
+        }
     }
 }

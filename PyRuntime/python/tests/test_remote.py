@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import wave
 
 import numpy as np
@@ -65,17 +66,23 @@ def test_the_description_follows_the_checkpoint():
     assert custom["mode"] == "custom_voice" and "instructions" not in custom["capabilities"] and "Vivian" in custom["speakers"]
 
 
-def test_a_timbre_worker_is_sent_the_samples_by_content_hash_and_never_the_front_only_version(tmp_path):
+def _version(folder, engine, files):
+    folder.mkdir(parents=True)
+    (folder / "version.json").write_text(json.dumps({"engine": engine, "kind": "fine-tuned"}))
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_a_timbre_worker_is_sent_the_samples_by_content_hash(tmp_path):
     sample = tmp_path / "sample-1.wav"
     prompt = tmp_path / "prompt.wav"
     sample.write_bytes(b"RIFF sample bytes")
     prompt.write_bytes(b"RIFF prompt bytes")
-    version = tmp_path / "versions" / "1"
-    version.mkdir(parents=True)
     samples = [
         VoiceSample(str(sample), "The birch canoe.", "sample"),
         VoiceSample(str(prompt), None, "prompt"),
-        VoiceSample(str(version), None, "model"),
     ]
     request = {"text": "Hello there.", "language": "en", "speed": 1.25, "instructions": None, "options": {"speaker": None}}
     body, files = remote.timbre_body("classic", request, samples)
@@ -90,6 +97,37 @@ def test_a_timbre_worker_is_sent_the_samples_by_content_hash_and_never_the_front
     # A changed file is hashed again, not served from the cache.
     sample.write_bytes(b"RIFF other bytes, longer")
     assert remote.timbre_body("classic", request, samples)[0]["samples"][0]["sha256"] == hashlib.sha256(b"RIFF other bytes, longer").hexdigest()
+
+
+def test_the_active_version_goes_as_a_folder_digest_only_to_a_worker_whose_engine_trained_it(tmp_path):
+    version = _version(tmp_path / "versions" / "1", "classic", {"model.npz": b"weights", "sub/b.bin": b"bee"})
+    sample = tmp_path / "sample-1.wav"
+    sample.write_bytes(b"RIFF sample bytes")
+    samples = [VoiceSample(str(sample), None, "sample"), VoiceSample(str(version), None, "model")]
+    request = {"text": "Hello.", "options": {}}
+
+    body, files = remote.timbre_body("classic", request, samples)
+    model = body["samples"][1]
+    assert model["role"] == "model" and model["transcript"] is None and files[model["sha256"]] == str(version)
+    # The documented digest: one line per file, "<sha256> <size> <relative path>", sorted by path.
+    lines = sorted([(name, data) for name, data in [("version.json", (version / "version.json").read_bytes()),
+                                                   ("model.npz", b"weights"), ("sub/b.bin", b"bee")]], key=lambda x: x[0].encode())
+    listing = "".join(f"{hashlib.sha256(d).hexdigest()} {len(d)} {n}\n" for n, d in lines)
+    assert model["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+
+    # Where it lies does not count, only what it holds; any change to a file does.
+    copy = _version(tmp_path / "elsewhere", "classic", {"model.npz": b"weights", "sub/b.bin": b"bee"})
+    (copy / "version.json").write_bytes((version / "version.json").read_bytes())
+    assert remote.folder_digest(str(copy)) == model["sha256"]
+    (copy / "sub" / "b.bin").write_bytes(b"bed")
+    assert remote.folder_digest(str(copy)) != model["sha256"]
+
+    # A qwen3 worker would ignore a classic version (its zero-shot clone speaks): it is not sent.
+    body, files = remote.timbre_body("qwen3", request, samples)
+    assert [s["role"] for s in body["samples"]] == ["sample"] and len(files) == 1
+    # A version that cannot be read is the caller's to fix, as on the front's own engines.
+    with pytest.raises(EngineInputError, match="activate another version"):
+        remote.timbre_body("classic", request, [VoiceSample(str(tmp_path / "gone"), None, "model")])
 
 
 def test_a_timbre_workers_engine_is_described_as_this_release_describes_it():

@@ -4,8 +4,8 @@ The front node's .NET code does the HTTP (endpoints, retries, streaming); this m
 depends on the model behind an `openai-speech` endpoint (vLLM-Omni serving Qwen3-TTS, ENGINES.md):
 which task its checkpoint runs, the language names it takes, which sample clones the voice, and the
 text preparation every Timbre engine applies. For a `timbre` endpoint (another Timbre node, the README's
-node API) it names the voice's samples by content hash, so the worker keeps a copy of each once and
-needs no voice library. A remote engine's audio is marked on the front (`Marker` in host.py), as the
+node API) it names the voice's samples, and the folder of its active fine-tuned version, by content hash,
+so the worker keeps a copy of each once and needs no voice library. A remote engine's audio is marked on the front (`Marker` in host.py), as the
 local engines' audio is, because the server that made it does not.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 from typing import Any, Sequence
 
 from .engines import describe as describe_engine
+from .engines import versions
 from .engines.protocol import EngineInputError, VoiceSample, by_role
 from .engines.qwen3 import LANGUAGES, SPEAKERS, language_name, model_type
 from .textprep import prepare
@@ -24,7 +25,9 @@ from .textprep import prepare
 _references: dict[tuple[str, int], str] = {}
 # Sample files' SHA-256 by file, size and modification time.
 _hashes: dict[tuple[str, int, int], str] = {}
-# The roles a Timbre worker is sent: audio files. A fine-tuned version (role "model") stays on the front.
+# Version folders' digests by folder and every file's name, size and modification time.
+_folders: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+# The roles a Timbre worker is sent as audio files; a fine-tuned version (role "model") goes as a folder.
 NODE_ROLES = ("sample", "prompt", "reference")
 
 
@@ -136,19 +139,30 @@ def describe_timbre(name: str, model: str) -> dict[str, Any]:
 
 
 def timbre_body(model: str, request: dict[str, Any], samples: Sequence[VoiceSample]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The JSON body of POST /v1/cluster/speech on a worker, and each named sample's file by its SHA-256
-    (what the front uploads when the worker answers that it lacks one)."""
+    """The JSON body of POST /v1/cluster/speech on a worker, and each named sample's file (or version
+    folder) by its SHA-256 (what the front uploads when the worker answers that it lacks one).
+
+    The voice's active fine-tuned version goes only when the worker's engine trained it: another engine's
+    version would be ignored there (the zero-shot clone speaks), and a GPU version is gigabytes."""
+    engine = model or "classic"
     files: dict[str, str] = {}
     named = []
     for s in samples:
-        if s.role not in NODE_ROLES:
+        if s.role == "model":
+            found = versions.active([s], engine)
+            if found is None:
+                continue
+            digest = folder_digest(found[0])
+            named.append({"sha256": digest, "transcript": None, "role": "model"})
+        elif s.role in NODE_ROLES:
+            digest = _sha256(s.path)
+            named.append({"sha256": digest, "transcript": s.transcript, "role": s.role})
+        else:
             continue
-        digest = _sha256(s.path)
         files[digest] = s.path
-        named.append({"sha256": digest, "transcript": s.transcript, "role": s.role})
     options = request.get("options") or {}
     body = {
-        "engine": model or "classic",
+        "engine": engine,
         "text": request["text"],
         "language": request.get("language"),
         "speed": request.get("speed"),
@@ -157,6 +171,31 @@ def timbre_body(model: str, request: dict[str, Any], samples: Sequence[VoiceSamp
         "samples": named,
     }
     return body, files
+
+
+def folder_digest(folder: str) -> str:
+    """The content digest of a version folder, as a worker checks it (NodeSamples.FolderDigest in C#):
+    the SHA-256 of one line per regular file, "<file's SHA-256> <size> <path relative to the folder, with
+    />", sorted by that path's UTF-8 bytes. A link to a file counts as that file; directories do not count."""
+    listing = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in names:
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                continue
+            st = os.stat(path)
+            listing.append((os.path.relpath(path, folder).replace(os.sep, "/"), st.st_size, st.st_mtime_ns))
+    listing.sort(key=lambda item: item[0].encode("utf-8"))
+    key = (os.path.abspath(folder), tuple(listing))
+    found = _folders.get(key)
+    if found is None:
+        lines = "".join(f"{_sha256(os.path.join(folder, rel))} {size} {rel}\n" for rel, size, _ in listing)
+        found = hashlib.sha256(lines.encode("utf-8")).hexdigest()
+        if len(_folders) > 256:
+            _folders.clear()
+        _folders[key] = found
+    return found
 
 
 def _sha256(path: str) -> str:
