@@ -259,8 +259,9 @@ public sealed partial class NodeTests(FineTuningFixture data) : IClassFixture<Fi
         var a = await StartWorkerAsync();
         front.Settings["Timbre:Engine:Remote:workers:Endpoints:0"] = $"http://127.0.0.1:{((IPEndPoint)hung.LocalEndpoint).Port}";
         front.Settings["Timbre:Engine:Remote:workers:Endpoints:1"] = $"http://127.0.0.1:{a.Port}";
-        // Long enough for a cold worker's first request (its samples sent, then its first synthesis).
-        front.Settings["Timbre:Engine:Remote:workers:FirstAudioTimeoutSeconds"] = "4";
+        // Long enough for a cold worker's first request (its samples sent, then its first synthesis) on a
+        // machine busy with the other test classes: 4 s was not, once in a full run.
+        front.Settings["Timbre:Engine:Remote:workers:FirstAudioTimeoutSeconds"] = "10";
         front.Settings["Timbre:Engine:Remote:workers:Kind"] = "timbre";
         front.Settings["Timbre:Engine:Remote:workers:Model"] = "classic";
         front.Settings["Timbre:Engine:Remote:workers:ApiKey"] = NodeKey;
@@ -268,18 +269,18 @@ public sealed partial class NodeTests(FineTuningFixture data) : IClassFixture<Fi
         await front.EnrolAsync("Ada");
 
         // Requests one after another: ties between idle endpoints go round the list, so the hung one is tried.
-        for (var i = 0; i < 3; i++)
+        for (var i = 0; i < 2; i++)
         {
             var (status, wav, _) = await SpeakAsync("The fish twisted and turned on the bent hook.");
             Assert.True(status == HttpStatusCode.OK, Encoding.UTF8.GetString(wav));
         }
 
-        Assert.Equal(3, await CompletedAsync(a));
+        Assert.Equal(2, await CompletedAsync(a));
         Assert.NotEmpty(held);
         using var client = front.CreateClient();
         var engines = await client.GetFromJsonAsync<JsonElement[]>("/v1/engines");
         var stuck = engines!.Single(e => e.GetProperty("name").GetString() == "workers").GetProperty("endpoints")[0];
-        Assert.Contains("no audio within 4 s", stuck.GetProperty("lastError").GetString(), StringComparison.Ordinal);
+        Assert.Contains("no audio within 10 s", stuck.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         lock (held)
         {
             held.ForEach(c => c.Dispose());
