@@ -116,9 +116,10 @@ public static class NodeApi
         var tooLarge = $"The version's files are larger than {max} bytes (Timbre:Cluster:MaxModelBytes on the worker).";
         try
         {
-            return await store.SaveModelAsync(digest, http.Request.Body, max, ct) switch
+            return await store.SaveModelAsync(digest, http.Request.Body, max, minFree, ct) switch
             {
                 (NodeSamples.SavedModel.Ok, _) => TypedResults.NoContent(),
+                (NodeSamples.SavedModel.NoSpace, var why) => Problems.Create(StatusCodes.Status507InsufficientStorage, $"{why}, of which {minFree / 1e9:0.#} GB must stay free (Timbre:FineTuning:MinFreeBytes): free space on the worker."),
                 (NodeSamples.SavedModel.TooLarge, _) => Problems.TooLarge(tooLarge),
                 (NodeSamples.SavedModel.NotTar, var why) => Problems.BadRequest($"The body is not a tar stream ({why}): send the version folder as a tar (POSIX or PAX).", "body"),
                 (NodeSamples.SavedModel.BadEntry, var why) => Problems.BadRequest($"The tar holds {why}: send the version folder's regular files with paths relative to it.", "body"),

@@ -41,6 +41,7 @@ public sealed partial class NodeSamples
         NotTar,
         BadEntry,
         Mismatch,
+        NoSpace,
     }
 
     /// <summary>
@@ -48,8 +49,13 @@ public sealed partial class NodeSamples
     /// digest is <paramref name="digest"/>. Only regular files and directories, with relative paths inside
     /// the folder, are taken; anything else refuses the whole upload and leaves nothing behind.
     /// </summary>
+    /// <param name="digest">The folder digest the front named it by.</param>
+    /// <param name="body">The tar stream.</param>
+    /// <param name="maxBytes">The most its files may hold together.</param>
+    /// <param name="minFreeBytes">Free space each file must leave on the disk: the stream's length is not known ahead.</param>
+    /// <param name="ct">The front leaving.</param>
     /// <returns>The outcome, and for <see cref="SavedModel.BadEntry"/> the entry's name and why.</returns>
-    public async Task<(SavedModel Outcome, string? Why)> SaveModelAsync(string digest, Stream body, long maxBytes, CancellationToken ct)
+    public async Task<(SavedModel Outcome, string? Why)> SaveModelAsync(string digest, Stream body, long maxBytes, long minFreeBytes, CancellationToken ct)
     {
         Directory.CreateDirectory(models);
         var temp = Path.Combine(models, $".{digest}.{Guid.NewGuid():n}.part");
@@ -114,6 +120,11 @@ public sealed partial class NodeSamples
                 if (total > maxBytes)
                 {
                     return (SavedModel.TooLarge, null);
+                }
+
+                if (Hosting.Uploads.FreeBytes(temp) - entry.Length < minFreeBytes)
+                {
+                    return (SavedModel.NoSpace, $"'{entry.Name}' needs {entry.Length / 1e9:0.0} GB and the disk has {Hosting.Uploads.FreeBytes(temp) / 1e9:0.0} GB free");
                 }
 
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);

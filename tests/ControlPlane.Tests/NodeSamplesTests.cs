@@ -44,5 +44,36 @@ public sealed class NodeSamplesTests : IDisposable
         Assert.True(Directory.Exists(usedVoice.Folder));
     }
 
+    [Fact]
+    public async Task A_version_is_kept_only_whole_and_checked_and_is_pruned_like_a_sample()
+    {
+        var store = new NodeSamples(Options.Create(new TimbreOptions { DataDirectory = work.FullName, Cluster = { KeepUnusedDays = 30 } }));
+        var folder = Directory.CreateDirectory(Path.Combine(work.FullName, "front-version")).FullName;
+        File.WriteAllText(Path.Combine(folder, "version.json"), "{\"engine\": \"classic\"}");
+        Directory.CreateDirectory(Path.Combine(folder, "model"));
+        File.WriteAllBytes(Path.Combine(folder, "model", "weights.bin"), new byte[5000]);
+        var digest = NodeTests.FolderDigest(folder);
+        var tar = NodeTests.Tar(("version.json", File.ReadAllBytes(Path.Combine(folder, "version.json"))), ("model/weights.bin", new byte[5000]));
+        var models = Path.Combine(work.FullName, "cluster", "models");
+
+        // A disk that would keep less than the free space it must: refused before the file is written.
+        var (full, why) = await store.SaveModelAsync(digest, new MemoryStream(tar), 1 << 20, long.MaxValue / 2, CancellationToken.None);
+        Assert.Equal(NodeSamples.SavedModel.NoSpace, full);
+        Assert.Contains("GB free", why, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(models));
+        Assert.Equal(NodeSamples.SavedModel.TooLarge, (await store.SaveModelAsync(digest, new MemoryStream(tar), 4096, 0, CancellationToken.None)).Outcome);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(models));
+
+        Assert.Equal(NodeSamples.SavedModel.Ok, (await store.SaveModelAsync(digest, new MemoryStream(tar), 1 << 20, 0, CancellationToken.None)).Outcome);
+        Assert.True(store.HasModel(digest));
+        var voice = store.VoiceOf([new NodeSampleRef(digest, null, "model")]);
+        Assert.Equal(("model", Path.Combine(models, digest)), (voice.Samples[0].Role, voice.Samples[0].Path));
+
+        Directory.SetLastWriteTimeUtc(Path.Combine(models, digest), DateTime.UtcNow.AddDays(-1));
+        Assert.Equal(0, store.Prune(DateTime.UtcNow.AddDays(28)));
+        Assert.True(store.Prune(DateTime.UtcNow.AddDays(29.5)) >= 1);
+        Assert.False(store.HasModel(digest));
+    }
+
     public void Dispose() => work.Delete(recursive: true);
 }

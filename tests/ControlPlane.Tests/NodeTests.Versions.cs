@@ -90,7 +90,7 @@ public sealed partial class NodeTests
     }
 
     /// <summary>The node API's folder digest, written here from the README's words as a check on both sides.</summary>
-    private static string FolderDigest(string folder)
+    internal static string FolderDigest(string folder)
     {
         var lines = Listing(folder).Select(f => $"{f.Hash} {f.Size} {f.Path}\n").ToList();
         lines.Sort((x, y) => Encoding.UTF8.GetBytes(x.Split(' ', 3)[2]).AsSpan().SequenceCompareTo(Encoding.UTF8.GetBytes(y.Split(' ', 3)[2])));
@@ -102,7 +102,7 @@ public sealed partial class NodeTests
             .Select(f => (Path.GetRelativePath(folder, f), Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))), new FileInfo(f).Length))
             .OrderBy(f => f.Item1, StringComparer.Ordinal)];
 
-    private static byte[] Tar(params (string Name, byte[] Data)[] files)
+    internal static byte[] Tar(params (string Name, byte[] Data)[] files)
     {
         using var buffer = new MemoryStream();
         using (var tar = new System.Formats.Tar.TarWriter(buffer, System.Formats.Tar.TarEntryFormat.Pax, leaveOpen: true))
