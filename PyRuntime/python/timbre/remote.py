@@ -4,9 +4,10 @@ The front node's .NET code does the HTTP (endpoints, retries, streaming); this m
 depends on the model behind an `openai-speech` endpoint (vLLM-Omni serving Qwen3-TTS, ENGINES.md):
 which task its checkpoint runs, the language names it takes, which sample clones the voice, and the
 text preparation every Timbre engine applies. For a `timbre` endpoint (another Timbre node, the README's
-node API) it names the voice's samples, and the folder of its active fine-tuned version, by content hash,
-so the worker keeps a copy of each once and needs no voice library. A remote engine's audio is marked on the front (`Marker` in host.py), as the
-local engines' audio is, because the server that made it does not.
+node API) it names the voice's samples, and the folder of its active fine-tuned version, by content
+hash, so the worker keeps a copy of each once and needs no voice library. A remote engine's audio is
+marked on the front (`Marker` in host.py), as the local engines' audio is, because the server that made
+it does not.
 """
 from __future__ import annotations
 
@@ -174,12 +175,11 @@ def timbre_body(model: str, request: dict[str, Any], samples: Sequence[VoiceSamp
 
 
 def folder_digest(folder: str) -> str:
-    """The content digest of a version folder, as a worker checks it (NodeSamples.FolderDigest in C#):
+    """The content digest of a version folder, as a worker checks it (NodeSamples.SaveModelAsync in C#):
     the SHA-256 of one line per regular file, "<file's SHA-256> <size> <path relative to the folder, with
     />", sorted by that path's UTF-8 bytes. A link to a file counts as that file; directories do not count."""
     listing = []
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
+    for root, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(root, name)
             if not os.path.isfile(path):
