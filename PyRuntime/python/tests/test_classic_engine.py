@@ -46,7 +46,7 @@ def test_stream_yields_a_sentence_while_synthesising_at_most_one_ahead(engine, e
         closed = engine.stream(str(tmp_path), samples, SpeechRequest("One. Two. Three. Four. Five."))
         next(closed)
         closed.close()
-        engine._synth.submit(lambda: None).result()  # whatever was queued has run or was cancelled
+        engine._synth.submit(float("inf"), lambda: None).result()  # whatever was queued has run or was cancelled
         assert len(calls) <= 2, f"a closed stream kept synthesising: {calls}"
     finally:
         engine._flite.synthesize = original

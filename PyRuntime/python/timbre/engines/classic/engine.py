@@ -12,7 +12,8 @@ rather than a few seconds.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from concurrent.futures import Future
 from fractions import Fraction
 from typing import Iterator, Sequence
 
@@ -25,6 +26,7 @@ from ...text import fragments
 from .. import versions
 from ..protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
 from . import analysis, mapping
+from .deadline import DeadlineWorker
 from .flite import SAMPLE_RATE as FLITE_RATE
 from .flite import Flite, FliteUnavailableError
 from .psola import shift_pitch
@@ -60,8 +62,9 @@ class ClassicEngine:
         self._flite: Flite | None = None
         # flite runs in C with the GIL released, so the next fragment's synthesis overlaps this
         # fragment's signal processing (and other streams' work) on another core. One worker: flite
-        # keeps settings on its shared voice, so its calls are serialised anyway.
-        self._synth: ThreadPoolExecutor | None = None
+        # keeps settings on its shared voice, so its calls are serialised anyway; the most urgent
+        # fragment of all streams goes first (deadline.py).
+        self._synth: DeadlineWorker | None = None
         self._base: dict[str, float] | None = None
         self._base_envelope: np.ndarray | None = None
         # Fine-tuned versions by folder, with the modification time of their manifest.
@@ -100,7 +103,7 @@ class ClassicEngine:
             self._flite = Flite(self._voice_name)
         except FliteUnavailableError as e:
             raise EngineUnavailableError(str(e)) from e
-        self._synth = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flite")
+        self._synth = DeadlineWorker("flite")
         x = self._flite.synthesize(CALIBRATION)
         stats = analysis.pitch_stats(analysis.yin_pitch(x, FLITE_RATE))
         self._base = {
@@ -166,23 +169,27 @@ class ClassicEngine:
         if not parts or not any(c.isalnum() for c in request.text):
             raise EngineInputError("text has nothing to say: give at least one word", field="text")
         profile, eq = self._voice(voice_dir, samples)
-        pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed)
+        # Deadlines for flite's queue (deadline.py): the first fragment is due when the request came,
+        # each later one when the listener will have heard everything sent before it.
+        runs_out = time.monotonic()
+        pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed, runs_out)
         try:
             for i, part in enumerate(parts):
                 current = pending
                 # The first fragment is finished alone: it sets the time to first audio, and
                 # synthesis running beside it would contend with it for the GIL.
                 if 0 < i < len(parts) - 1:
-                    pending = self._start(parts[i + 1].text, profile, request.speed)
+                    pending = self._start(parts[i + 1].text, profile, request.speed, runs_out)
                 audio = self._finish(current.result(), profile, eq)
+                if i < len(parts) - 1:
+                    # The pause belongs to the fragment before it, so the first chunk leaves without one.
+                    pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
+                    audio = np.concatenate([audio, pause])
+                # A listener who ran dry starts again from now.
+                runs_out = max(runs_out, time.monotonic()) + len(audio) / OUTPUT_RATE
                 if i == 0 and len(parts) > 1:
-                    pending = self._start(parts[1].text, profile, request.speed)
-                if i == len(parts) - 1:
-                    yield audio
-                    continue
-                # The pause belongs to the fragment before it, so the first chunk leaves without one.
-                pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
-                yield np.concatenate([audio, pause])
+                    pending = self._start(parts[1].text, profile, request.speed, runs_out)
+                yield audio
         finally:
             # A closed stream leaves no synthesis queued behind other streams.
             pending.cancel()
@@ -205,9 +212,9 @@ class ClassicEngine:
         self._versions[folder] = (stamp, profile)
         return profile
 
-    def _start(self, text: str, profile: dict[str, object], speed: float) -> Future[np.ndarray]:
+    def _start(self, text: str, profile: dict[str, object], speed: float, deadline: float) -> Future[np.ndarray]:
         assert self._flite is not None and self._synth is not None
-        return self._synth.submit(self._flite.synthesize, text, duration_stretch=_stretch(profile, speed))
+        return self._synth.submit(deadline, self._flite.synthesize, text, duration_stretch=_stretch(profile, speed))
 
     def _render(self, text: str, profile: dict[str, object], eq: np.ndarray | None, speed: float) -> np.ndarray:
         assert self._flite is not None
