@@ -72,6 +72,7 @@ def test_fragments_are_due_when_the_request_came_then_when_the_audio_sent_runs_o
     assert called <= d0 <= sent
     # The second is due when the first chunk (with its pause) has played from when it left.
     assert d1 == pytest.approx(sent + len(first) / engine.sample_rate, abs=0.05)
-    # The third, submitted while the second is finished, when the first chunk has played: the audio
-    # sent by then. Later fragments of one stream are never due before earlier ones.
-    assert d1 <= d2 + 1e-9 and d2 < d1 + len(second) / engine.sample_rate
+    # The third is queued while the second is still being finished: due when the first chunk and an
+    # estimate of the second (this stream's seconds per character so far) have played. flite's silence
+    # at each fragment's edges makes the rate of fragments this short rough: within a third.
+    assert d2 - d1 == pytest.approx(len(second) / engine.sample_rate, rel=0.35)

@@ -170,8 +170,11 @@ class ClassicEngine:
             raise EngineInputError("text has nothing to say: give at least one word", field="text")
         profile, eq = self._voice(voice_dir, samples)
         # Deadlines for flite's queue (deadline.py): the first fragment is due when the request came,
-        # each later one when the listener will have heard everything sent before it.
+        # each later one when the listener will have heard everything before it. A fragment is queued
+        # while the one before it is still being finished, so that one's length is estimated from this
+        # stream's seconds of speech per character so far.
         runs_out = time.monotonic()
+        per_char = 0.0
         pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed, runs_out)
         try:
             for i, part in enumerate(parts):
@@ -179,8 +182,11 @@ class ClassicEngine:
                 # The first fragment is finished alone: it sets the time to first audio, and
                 # synthesis running beside it would contend with it for the GIL.
                 if 0 < i < len(parts) - 1:
-                    pending = self._start(parts[i + 1].text, profile, request.speed, runs_out)
+                    due = runs_out + len(part.text) * per_char + part.pause_after / request.speed
+                    pending = self._start(parts[i + 1].text, profile, request.speed, due)
                 audio = self._finish(current.result(), profile, eq)
+                if i == 0:
+                    per_char = len(audio) / OUTPUT_RATE / max(1, len(part.text))
                 if i < len(parts) - 1:
                     # The pause belongs to the fragment before it, so the first chunk leaves without one.
                     pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
