@@ -43,11 +43,6 @@ class DeadlineWorker:
             self._ready.notify()
         return future
 
-    def pending(self) -> int:
-        """Jobs queued and not yet started (cancelled ones included until the worker reaches them)."""
-        with self._ready:
-            return len(self._jobs)
-
     def _run(self) -> None:
         while True:
             with self._ready:

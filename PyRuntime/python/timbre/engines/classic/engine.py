@@ -174,7 +174,7 @@ class ClassicEngine:
         # while the one before it is still being finished, so that one's length is estimated from this
         # stream's seconds of speech per character so far.
         runs_out = time.monotonic()
-        per_char = 0.0
+        spoken_s, spoken_chars = 0.0, 0
         pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed, runs_out)
         try:
             for i, part in enumerate(parts):
@@ -182,11 +182,11 @@ class ClassicEngine:
                 # The first fragment is finished alone: it sets the time to first audio, and
                 # synthesis running beside it would contend with it for the GIL.
                 if 0 < i < len(parts) - 1:
-                    due = runs_out + len(part.text) * per_char + part.pause_after / request.speed
+                    due = runs_out + len(part.text) * spoken_s / spoken_chars + part.pause_after / request.speed
                     pending = self._start(parts[i + 1].text, profile, request.speed, due)
                 audio = self._finish(current.result(), profile, eq)
-                if i == 0:
-                    per_char = len(audio) / OUTPUT_RATE / max(1, len(part.text))
+                spoken_s += len(audio) / OUTPUT_RATE
+                spoken_chars += max(1, len(part.text))
                 if i < len(parts) - 1:
                     # The pause belongs to the fragment before it, so the first chunk leaves without one.
                     pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
