@@ -76,7 +76,25 @@ public sealed class TimbreMetrics
         rejections.Write(text);
         engineErrors.Write(text);
         streams.Write(text);
+        WriteRuntime(text);
         return text.ToString();
+    }
+
+    /// <summary>
+    /// The .NET runtime's own work beside the engines: on a small machine its JIT and collections take cores
+    /// from synthesis. The JIT count still rising under a steady load means the server is not warm yet (the
+    /// tiered compiler recompiles hot methods over a server's first hundred or so requests).
+    /// </summary>
+    private static void WriteRuntime(StringBuilder text)
+    {
+        text.Append(CultureInfo.InvariantCulture, $"# HELP dotnet_jit_compiled_methods_total Methods the JIT has compiled since the process started, tiered recompilations included.\n# TYPE dotnet_jit_compiled_methods_total counter\ndotnet_jit_compiled_methods_total {System.Runtime.JitInfo.GetCompiledMethodCount()}\n");
+        text.Append("# HELP dotnet_gc_collections_total Garbage collections since the process started, by generation (a collection of a generation collects the younger ones too).\n# TYPE dotnet_gc_collections_total counter\n");
+        for (var generation = 0; generation <= GC.MaxGeneration; generation++)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"dotnet_gc_collections_total{{generation=\"{generation}\"}} {GC.CollectionCount(generation)}\n");
+        }
+
+        text.Append(CultureInfo.InvariantCulture, $"# HELP dotnet_gc_pause_seconds_total Time the runtime paused managed threads for garbage collection since the process started.\n# TYPE dotnet_gc_pause_seconds_total counter\ndotnet_gc_pause_seconds_total {Number(GC.GetTotalPauseDuration().TotalSeconds)}\n");
     }
 
     private static string Label(string name, string value) => $"{name}=\"{value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal)}\"";

@@ -32,6 +32,20 @@ public sealed class OperationsTests : IDisposable
         Assert.Contains("# TYPE timbre_engine_errors_total counter", text, StringComparison.Ordinal);
         // Bad input is the caller's error, not the engine's.
         Assert.DoesNotContain("timbre_engine_errors_total{", text, StringComparison.Ordinal);
+
+        // The runtime's own work: a server that has answered requests has compiled methods, and counts its
+        // collections by generation; a later scrape, after more requests, has compiled at least as many.
+        static double Value(string metrics, string series) =>
+            double.Parse(Assert.Single(metrics.Split('\n'), l => l.StartsWith(series + " ", StringComparison.Ordinal))[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Contains("# TYPE dotnet_jit_compiled_methods_total counter", text, StringComparison.Ordinal);
+        Assert.True(Value(text, "dotnet_jit_compiled_methods_total") > 0);
+        Assert.Equal(GC.MaxGeneration + 1, text.Split('\n').Count(l => l.StartsWith("dotnet_gc_collections_total{generation=", StringComparison.Ordinal)));
+        Assert.Contains("# TYPE dotnet_gc_pause_seconds_total counter", text, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync("/v1/speech", new { text = "Once more.", voice = "ada" })).StatusCode);
+        var later = await client.GetStringAsync("/metrics");
+        Assert.True(Value(later, "dotnet_jit_compiled_methods_total") >= Value(text, "dotnet_jit_compiled_methods_total"));
+        Assert.True(Value(later, "dotnet_gc_collections_total{generation=\"0\"}") >= Value(text, "dotnet_gc_collections_total{generation=\"0\"}"));
+        Assert.True(Value(later, "dotnet_gc_pause_seconds_total") >= Value(text, "dotnet_gc_pause_seconds_total"));
     }
 
     [Fact]

@@ -46,6 +46,34 @@ foreach (var path in paths)
     }
 }
 
+// Then until the JIT has settled: a path's own methods reach their final tier only after 60 or more calls
+// (tier 0, an instrumented tier, then tier 1, 30 calls apart), so a method called once a request was still
+// being recompiled in the measured rounds after 40 warm-ups (650 methods, 2-6 ms of a core at a time). Blocks
+// of requests on each of Timbre's paths run until one compiles no more than a handful of methods.
+var settled = 0;
+long lastBlock = 0;
+for (var block = 0; block < 40; block++)
+{
+    var before = await RuntimeAsync(http, options);
+    foreach (var path in paths.Where(p => p.Timbre))
+    {
+        await using var single = await path.Open(1);
+        for (var i = 0; i < 5; i++)
+        {
+            await single.RunAsync();
+        }
+    }
+
+    settled += 5;
+    lastBlock = (await RuntimeAsync(http, options)).Jit - before.Jit;
+    if (lastBlock <= 10)
+    {
+        break;
+    }
+}
+
+Console.Error.WriteLine($"bench: warm-up: {settled} more requests on each Timbre path until the JIT settled ({lastBlock} methods compiled over the last {5 * Paths.Timbre.Length})");
+
 // The order of the paths within each round. A request that follows the other processes' requests finds
 // the server's caches cold: with the paths in a fixed rotation the path after the floor measured 6-12 ms
 // later first audio than the same code two places on, whichever path that was. A Williams design makes
@@ -57,6 +85,7 @@ foreach (var path in paths)
 // within 1-4 ms, which the control row shows for each run).
 var orders = WilliamsOrders(paths.Length);
 var rows = new List<Row>();
+var runtime = new List<(int Concurrency, long Jit, long Gen0, long Gen1, long Gen2, double Pause)>();
 foreach (var c in options.Concurrency)
 {
     // Whole passes through the design, so that it stays balanced. Up to c=16, one pass at least, which
@@ -81,6 +110,7 @@ foreach (var c in options.Concurrency)
     }
 
     Console.Error.WriteLine($"bench: concurrency {c}, {rounds} rounds of {c} requests on each of {paths.Length} paths");
+    var runtimeBefore = await RuntimeAsync(http, options);
     for (var round = 0; round < rounds; round++)
     {
         foreach (var index in orders[round % orders.Length])
@@ -104,6 +134,8 @@ foreach (var c in options.Concurrency)
         }
     }
 
+    var runtimeAfter = await RuntimeAsync(http, options);
+    runtime.Add((c, runtimeAfter.Jit - runtimeBefore.Jit, runtimeAfter.Gen0 - runtimeBefore.Gen0, runtimeAfter.Gen1 - runtimeBefore.Gen1, runtimeAfter.Gen2 - runtimeBefore.Gen2, runtimeAfter.Pause - runtimeBefore.Pause));
     foreach (var opened in open.Values.Concat(primers.Values).Distinct())
     {
         await opened.DisposeAsync();
@@ -131,6 +163,11 @@ foreach (var r in rows)
 }
 
 Console.WriteLine();
+foreach (var r in runtime)
+{
+    Console.WriteLine($"Timbre's runtime over the measured rounds at concurrency {r.Concurrency} (its /metrics): {r.Jit} methods compiled by the JIT; {r.Gen0} gen-0, {r.Gen1} gen-1 and {r.Gen2} gen-2 collections, {r.Pause * 1000:0.0} ms paused.");
+}
+
 Console.WriteLine($"Chunk crossing (4800 float32 samples, Python -> .NET, {crossing.Count} chunks): median {crossing.Median:0.0} µs, p95 {crossing.P95:0.0} µs; target median ≤ 50 µs → {(crossing.Median <= 50 ? "met" : "NOT met")}");
 Row Find(string path, int c) => rows.Single(r => r.Concurrency == c && r.Path == path);
 if (options.Concurrency.Contains(1))
@@ -207,6 +244,15 @@ static async Task<(double Sum, long Count)> ServerFirstAudioAsync(HttpClient htt
         .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture))
         .FirstOrDefault();
     return (Value("timbre_time_to_first_audio_seconds_sum"), (long)Value("timbre_time_to_first_audio_seconds_count"));
+}
+
+// Timbre's runtime counters at /metrics: methods compiled by the JIT, collections by generation, GC pauses.
+static async Task<(long Jit, long Gen0, long Gen1, long Gen2, double Pause)> RuntimeAsync(HttpClient http, BenchOptions o)
+{
+    var lines = (await http.GetStringAsync(new Uri(new Uri(o.Timbre), "/metrics"))).Split('\n');
+    double Value(string series) => double.Parse(lines.Single(l => l.StartsWith(series + " ", StringComparison.Ordinal))[(series.Length + 1)..], CultureInfo.InvariantCulture);
+    return ((long)Value("dotnet_jit_compiled_methods_total"), (long)Value("dotnet_gc_collections_total{generation=\"0\"}"),
+        (long)Value("dotnet_gc_collections_total{generation=\"1\"}"), (long)Value("dotnet_gc_collections_total{generation=\"2\"}"), Value("dotnet_gc_pause_seconds_total"));
 }
 
 // The copy Timbre makes of every chunk an engine yields, measured as the server makes it: PyRuntime's
