@@ -238,22 +238,28 @@ static string Ms(double seconds) => $"{seconds * 1000:0.0} ms";
 
 static async Task<(double Sum, long Count)> ServerFirstAudioAsync(HttpClient http, BenchOptions o)
 {
-    var text = await http.GetStringAsync(new Uri(new Uri(o.Timbre), "/metrics"));
-    double Value(string name) => text.Split('\n')
-        .Where(l => l.StartsWith(name + "{engine=\"classic\"}", StringComparison.Ordinal))
-        .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture))
-        .FirstOrDefault();
-    return (Value("timbre_time_to_first_audio_seconds_sum"), (long)Value("timbre_time_to_first_audio_seconds_count"));
+    // Before the first request the histogram has no series yet: that reads as zero.
+    var metrics = await MetricsAsync(http, o);
+    return (Series(metrics, "timbre_time_to_first_audio_seconds_sum{engine=\"classic\"}") ?? 0, (long)(Series(metrics, "timbre_time_to_first_audio_seconds_count{engine=\"classic\"}") ?? 0));
 }
 
 // Timbre's runtime counters at /metrics: methods compiled by the JIT, collections by generation, GC pauses.
 static async Task<(long Jit, long Gen0, long Gen1, long Gen2, double Pause)> RuntimeAsync(HttpClient http, BenchOptions o)
 {
-    var lines = (await http.GetStringAsync(new Uri(new Uri(o.Timbre), "/metrics"))).Split('\n');
-    double Value(string series) => double.Parse(lines.Single(l => l.StartsWith(series + " ", StringComparison.Ordinal))[(series.Length + 1)..], CultureInfo.InvariantCulture);
+    var metrics = await MetricsAsync(http, o);
+    double Value(string series) => Series(metrics, series) ?? throw new InvalidOperationException($"Timbre's /metrics has no {series}.");
     return ((long)Value("dotnet_jit_compiled_methods_total"), (long)Value("dotnet_gc_collections_total{generation=\"0\"}"),
         (long)Value("dotnet_gc_collections_total{generation=\"1\"}"), (long)Value("dotnet_gc_collections_total{generation=\"2\"}"), Value("dotnet_gc_pause_seconds_total"));
 }
+
+static async Task<string[]> MetricsAsync(HttpClient http, BenchOptions o) =>
+    (await http.GetStringAsync(new Uri(new Uri(o.Timbre), "/metrics"))).Split('\n');
+
+// One series' value from Prometheus text ("name{labels} value"), or null when the series is absent.
+static double? Series(string[] metrics, string series) =>
+    metrics.FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal)) is { } line
+        ? double.Parse(line[(series.Length + 1)..], CultureInfo.InvariantCulture)
+        : null;
 
 // The copy Timbre makes of every chunk an engine yields, measured as the server makes it: PyRuntime's
 // buffer-protocol read of a numpy float32 array, in an interpreter embedded in this process.
