@@ -8,6 +8,7 @@ than English, dropped.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from .numbers import cardinal
 
@@ -21,6 +22,7 @@ _EMPHASIS = re.compile(r"(\*\*|\*|~~)(?=\S)(.+?)(?<=\S)\1|(?<!\w)(__|_)(?=\S)(.+
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)[ \t#]*$", re.M)
 _QUOTE = re.compile(r"^[ \t]{0,3}>[ \t]?", re.M)
 _BULLET = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?", re.M)
+_BULLET_HINT = re.compile(r"[-*+]|\d[.)]")
 _RULE = re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.M)
 _TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$", re.M)
 _TABLE_ROW = re.compile(r"^[ \t]*\|(.*)\|[ \t]*$", re.M)
@@ -86,20 +88,39 @@ def _sentence_per_line(pattern: re.Pattern[str], text: str) -> str:
     return "\n".join(out)
 
 
-def strip_markup(text: str, english: bool = True) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _FENCE.sub(lambda m: _code_block(m, english), text)
-    text = _AUTOLINK.sub(r"\1", text)
-    text = _HTML_TAG.sub(" ", text)
-    text = _IMAGE.sub(lambda m: m.group(1), text)
-    text = _LINK.sub(r"\1", text)
-    text = _INLINE_CODE.sub(lambda m: _inline_code(m.group(2)), text)
-    text = _TABLE_SEPARATOR.sub("", text)
-    text = _TABLE_ROW.sub(_table_row, text)
-    text = _RULE.sub("", text)
-    text = _QUOTE.sub("", text)
-    text = _sentence_per_line(_HEADING, text)
-    text = _sentence_per_line(_BULLET, text)
+def _lines(pattern: re.Pattern[str]) -> Callable[[str, bool], str]:
+    return lambda text, english: _sentence_per_line(pattern, text)
+
+
+def _emphasis(text: str, english: bool) -> str:
     for _ in range(2):  # nested emphasis: ***bold italic***
         text = _EMPHASIS.sub(lambda m: m.group(2) or m.group(4), text)
-    return _EMOJI.sub("", text)
+    return text
+
+
+# Every rule in order, with a test for what every match of it must contain: prose without markup skips
+# the scans, and the result is the same (a rule skipped would have found nothing).
+_RULES: list[tuple[Callable[[str], bool], Callable[[str, bool], str]]] = [
+    (lambda t: "```" in t or "~~~" in t, lambda t, english: _FENCE.sub(lambda m: _code_block(m, english), t)),
+    (lambda t: "<" in t, lambda t, english: _AUTOLINK.sub(r"\1", t)),
+    (lambda t: "<" in t, lambda t, english: _HTML_TAG.sub(" ", t)),
+    (lambda t: "![" in t, lambda t, english: _IMAGE.sub(lambda m: m.group(1), t)),
+    (lambda t: "](" in t, lambda t, english: _LINK.sub(r"\1", t)),
+    (lambda t: "`" in t, lambda t, english: _INLINE_CODE.sub(lambda m: _inline_code(m.group(2)), t)),
+    (lambda t: "--" in t, lambda t, english: _TABLE_SEPARATOR.sub("", t)),
+    (lambda t: "|" in t, lambda t, english: _TABLE_ROW.sub(_table_row, t)),
+    (lambda t: "-" in t or "*" in t or "_" in t, lambda t, english: _RULE.sub("", t)),
+    (lambda t: ">" in t, lambda t, english: _QUOTE.sub("", t)),
+    (lambda t: "#" in t, _lines(_HEADING)),
+    (lambda t: _BULLET_HINT.search(t) is not None, _lines(_BULLET)),
+    (lambda t: "*" in t or "_" in t or "~~" in t, _emphasis),
+    (lambda t: not t.isascii(), lambda t, english: _EMOJI.sub("", t)),
+]
+
+
+def strip_markup(text: str, english: bool = True) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    for needed, rule in _RULES:
+        if needed(text):
+            text = rule(text, english)
+    return text

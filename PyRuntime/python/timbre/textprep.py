@@ -29,6 +29,8 @@ def is_english(language: str | None, text: str) -> bool:
     if language and language.lower() not in ("auto",):
         return language.lower() in _ENGLISH
     # Auto: English when the letters are overwhelmingly ASCII.
+    if text.isascii():
+        return True
     letters = [c for c in text if c.isalpha()]
     return not letters or sum(c.isascii() for c in letters) / len(letters) > 0.9
 

@@ -6,6 +6,7 @@ acronyms, URLs, e-mail addresses and file paths. Markup must already be gone (se
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from .markup import identifier
 from .numbers import cardinal, decimal, digits, ordinal, year
@@ -124,22 +125,24 @@ _LONG_DIGITS = re.compile(r"(?<![\d,.])(?:\d{1,3}(?:,\d{3}){5,}(?![\d,]\d)|\d{16
 _PLAIN_NUMBER = re.compile(rf"(?<![\w.])(-|\u2212)?({_NUMBER})(?![\w])")
 _HASH_NUMBER = re.compile(r"(?<![\w&])#(\d+)\b")
 
+# Each rule with what every match of it contains (in the lower-cased text for a case-blind rule; a
+# case-blind "i" or "s" also matches the dotless ı and the long ſ, hence ".e." and "vſ").
 _ABBREVIATIONS = [
-    (re.compile(r"\be\.g\.,?(?=\s|$)", re.I), "for example,"),
-    (re.compile(r"\bi\.e\.,?(?=\s|$)", re.I), "that is,"),
-    (re.compile(r"\betc\.(?=\s+[a-z])"), "et cetera"),
-    (re.compile(r"\betc\."), "et cetera."),
-    (re.compile(r"\bvs\.?(?=\s)", re.I), "versus"),
-    (re.compile(r"\bapprox\.(?=\s)", re.I), "approximately"),
-    (re.compile(r"\bDr\.(?=\s+[A-Z])"), "Doctor"),
-    (re.compile(r"\bMr\.(?=\s)"), "Mister"),
-    (re.compile(r"\bMrs\.(?=\s)"), "Missus"),
-    (re.compile(r"\bMs\.(?=\s)"), "Miz"),
-    (re.compile(r"\bProf\.(?=\s+[A-Z])"), "Professor"),
-    (re.compile(r"\bNo\.\s?(?=\d)"), "number "),
-    (re.compile(r"\bw/o\b", re.I), "without"),
-    (re.compile(r"(?<!\w)w/(?=\s)", re.I), "with"),
-    (re.compile(r"\bTODO\b"), "to do"),
+    (("e.g.",), re.compile(r"\be\.g\.,?(?=\s|$)", re.I), "for example,"),
+    ((".e.",), re.compile(r"\bi\.e\.,?(?=\s|$)", re.I), "that is,"),
+    (("etc.",), re.compile(r"\betc\.(?=\s+[a-z])"), "et cetera"),
+    (("etc.",), re.compile(r"\betc\."), "et cetera."),
+    (("vs", "vſ"), re.compile(r"\bvs\.?(?=\s)", re.I), "versus"),
+    (("approx.",), re.compile(r"\bapprox\.(?=\s)", re.I), "approximately"),
+    (("Dr.",), re.compile(r"\bDr\.(?=\s+[A-Z])"), "Doctor"),
+    (("Mr.",), re.compile(r"\bMr\.(?=\s)"), "Mister"),
+    (("Mrs.",), re.compile(r"\bMrs\.(?=\s)"), "Missus"),
+    (("Ms.",), re.compile(r"\bMs\.(?=\s)"), "Miz"),
+    (("Prof.",), re.compile(r"\bProf\.(?=\s+[A-Z])"), "Professor"),
+    (("No.",), re.compile(r"\bNo\.\s?(?=\d)"), "number "),
+    (("w/o",), re.compile(r"\bw/o\b", re.I), "without"),
+    (("w/",), re.compile(r"(?<!\w)w/(?=\s)", re.I), "with"),
+    (("TODO",), re.compile(r"\bTODO\b"), "to do"),
 ]
 _ACRONYMS = (
     "API|CPU|GPU|CLI|UI|UX|PR|CI|SQL|HTTP|HTTPS|URL|TTS|MCP|SDK|VM|OS|PDF|CSS|HTML|XML|AWS|LLM|IDE|"
@@ -147,14 +150,14 @@ _ACRONYMS = (
 )
 _ACRONYM = re.compile(rf"\b({_ACRONYMS})(s?)\b")
 _SYMBOLS = [
-    (re.compile(r"\s*(?:->|→|=>)\s*"), " to "),
-    (re.compile(r"\s+&\s+"), " and "),
-    (re.compile(r"(?<=\s)\+(?=\s)"), "plus"),
-    (re.compile(r"(?<=\s)={1,3}(?=\s)"), "equals"),
-    (re.compile(r"(?<=\s)!=(?=\s)"), "is not equal to"),
-    (re.compile(r"(?<=\s)<=(?=\s)"), "is at most"),
-    (re.compile(r"(?<=\s)>=(?=\s)"), "is at least"),
-    (re.compile(r"(?<![\w.])@(?=\w)"), "at "),
+    (("->", "→", "=>"), re.compile(r"\s*(?:->|→|=>)\s*"), " to "),
+    (("&",), re.compile(r"\s+&\s+"), " and "),
+    (("+",), re.compile(r"(?<=\s)\+(?=\s)"), "plus"),
+    (("=",), re.compile(r"(?<=\s)={1,3}(?=\s)"), "equals"),
+    (("!=",), re.compile(r"(?<=\s)!=(?=\s)"), "is not equal to"),
+    (("<=",), re.compile(r"(?<=\s)<=(?=\s)"), "is at most"),
+    ((">=",), re.compile(r"(?<=\s)>=(?=\s)"), "is at least"),
+    (("@",), re.compile(r"(?<![\w.])@(?=\w)"), "at "),
 ]
 
 
@@ -162,8 +165,17 @@ def _plural(words: str, singular: str, plural: str) -> str:
     return singular if words in ("one", "minus one") else plural
 
 
+# A case-blind rule also matches these look-alikes of a unit's or scale's letters (the dotless ı, the
+# long ſ, the Greek μ for the micro sign): read as the letter they stand for, not looked up as written.
+_LOOKALIKES = str.maketrans({"ı": "i", "İ": "i", "ſ": "s", "μ": "µ", "Μ": "µ"})
+
+
+def _fold(word: str) -> str:
+    return word.translate(_LOOKALIKES).lower()
+
+
 def _money(match: re.Match[str]) -> str:
-    symbol, amount, scale = match.group(1), match.group(2), (match.group(3) or "").lower()
+    symbol, amount, scale = match.group(1), match.group(2), _fold(match.group(3) or "")
     one, many, sub_one, sub_many = _CURRENCY[symbol]
     if scale:
         return f"{decimal(amount)} {_SCALE_WORDS[scale]} {many}"
@@ -183,7 +195,7 @@ def _money(match: re.Match[str]) -> str:
 
 def _measure(match: re.Match[str]) -> str:
     number, space, unit = match.groups()
-    key = unit.lower()
+    key = _fold(unit)
     if space and key in _SPACED_AMBIGUOUS:
         return match.group(0)
     words = decimal(number)
@@ -252,20 +264,55 @@ def _slash_date(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+def _has(*needles: str) -> Callable[[str], bool]:
+    return lambda text: any(n in text for n in needles)
+
+
+def _has_folded(*needles: str) -> Callable[[str], bool]:
+    return lambda text: any(n in text.lower() for n in needles)
+
+
+def _finds(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda text: pattern.search(text) is not None
+
+
+def _rule(pattern: re.Pattern[str], spoken: str | Callable[[re.Match[str]], str]) -> Callable[[str], str]:
+    return lambda text: pattern.sub(spoken, text)
+
+
+_NUMBERS = _finds(re.compile(r"\d"))
+
+# Every rule in order, with what every match of it must contain: a rule whose hint is missing would find
+# nothing, so it is skipped and the result is the same. No rule writes a digit, so text without one never
+# gains one. Plain prose then takes a handful of scans instead of 64: this runs before the engine starts,
+# so it is part of every time to first audio. Order matters: addresses before numbers (they contain
+# digits and dots), dates and times before plain numbers, ranges before units ("5-10 km").
+_RULES: list[tuple[Callable[[str], bool], Callable[[str], str]]] = [
+    (lambda text: "://" in text or "www." in text.lower(), _rule(_URL, _url)),
+    (_NUMBERS, _rule(re.compile(r"~(?=\d)"), "about ")),
+    (_has("@"), _rule(_EMAIL, _email)),
+    (_NUMBERS, _rule(_SLASH_DATE, _slash_date)),
+    (_has("/", "\\"), _rule(_PATH, _path)),
+    (_NUMBERS, _rule(_LONG_DIGITS, _long_digits)),
+    (_finds(re.compile(rf"\.(?:{_EXTENSIONS})\b")), _rule(_FILE, lambda m: f"{_dotted(m.group(1))} dot {m.group(2)}")),
+    (_finds(re.compile(rf"\.{_TLD}\b", re.I)), _rule(_DOMAIN, lambda m: _dotted(m.group(0)))),
+    *(((_has_folded if pattern.flags & re.I else _has)(*needles), _rule(pattern, spoken)) for needles, pattern, spoken in _ABBREVIATIONS),
+    (_NUMBERS, lambda text: _numbers(text)),
+    (_finds(re.compile(rf"(?:{_ACRONYMS})")), _rule(_ACRONYM, lambda m: " ".join(m.group(1)) + ("'s" if m.group(2) else ""))),
+    *((_has(*needles), _rule(pattern, spoken)) for needles, pattern, spoken in _SYMBOLS),
+]
+
+
 def verbalise(text: str) -> str:
-    """English: spell out what engines misread. Markup must already be gone. Order matters:
-    addresses before numbers (they contain digits and dots), dates and times before plain numbers,
-    ranges before units ("5-10 km")."""
-    text = _URL.sub(_url, text)
-    text = re.sub(r"~(?=\d)", "about ", text)
-    text = _EMAIL.sub(_email, text)
-    text = _SLASH_DATE.sub(_slash_date, text)
-    text = _PATH.sub(_path, text)
-    text = _LONG_DIGITS.sub(_long_digits, text)
-    text = _FILE.sub(lambda m: f"{_dotted(m.group(1))} dot {m.group(2)}", text)
-    text = _DOMAIN.sub(lambda m: _dotted(m.group(0)), text)
-    for pattern, spoken in _ABBREVIATIONS:
-        text = pattern.sub(spoken, text)
+    """English: spell out what engines misread. Markup must already be gone."""
+    for needed, rule in _RULES:
+        if needed(text):
+            text = rule(text)
+    return text
+
+
+def _numbers(text: str) -> str:
+    """Dates, times, money, ranges, percentages, versions, units, ordinals and plain numbers, in that order."""
     text = _ISO_DATE.sub(lambda m: _date(_MONTHS[int(m.group(2)) - 1], m.group(3), m.group(1)), text)
     text = _MONTH_DAY.sub(lambda m: _date(m.group(1), m.group(2), m.group(3)), text)
     text = _DAY_MONTH.sub(lambda m: f"the {ordinal(int(m.group(1)))} of {_date(m.group(2), None, m.group(3))}", text)
@@ -281,8 +328,4 @@ def verbalise(text: str) -> str:
     text = _ORDINAL.sub(lambda m: ordinal(int(m.group(1))), text)
     text = _YEAR_CONTEXT.sub(lambda m: f"{m.group(1)} {year(int(m.group(2)))}", text)
     text = _HASH_NUMBER.sub(lambda m: f"number {cardinal(int(m.group(1)))}", text)
-    text = _PLAIN_NUMBER.sub(_plain_number, text)
-    text = _ACRONYM.sub(lambda m: " ".join(m.group(1)) + ("'s" if m.group(2) else ""), text)
-    for pattern, spoken in _SYMBOLS:
-        text = pattern.sub(spoken, text)
-    return text
+    return _PLAIN_NUMBER.sub(_plain_number, text)
