@@ -24,7 +24,7 @@ _STATES = 1 << (CONSTRAINT - 1)
 def crc16(bits: np.ndarray) -> np.ndarray:
     """CRC-16/CCITT (polynomial 0x1021, register starting at zero) of a bit vector, most significant bit first."""
     reg = 0
-    for b in bits:
+    for b in np.asarray(bits).tolist():  # Python ints: a loop over numpy scalars is several times slower
         top = ((reg >> 15) & 1) ^ int(b)
         reg = (reg << 1) & 0xFFFF
         if top:
@@ -50,18 +50,21 @@ for _s in range(_STATES):
         _reg = (_b << (CONSTRAINT - 1)) | _s
         _OUT[_s, _b] = [_parity(_reg & g) for g in GENERATORS]
         _NEXT[_s, _b] = _reg >> 1
+_NEXT_LIST: list[list[int]] = _NEXT.tolist()
 
 
 def encode(tag: int) -> np.ndarray:
     """The coded bits (0/1) the mark embeds for a tag."""
     data = tag_bits(tag)
     bits = np.concatenate([data, crc16(data), np.zeros(TAIL, dtype=np.uint8)])
-    out = np.empty((len(bits), len(GENERATORS)), dtype=np.uint8)
+    # The states are walked in Python ints and the outputs gathered at once: each stream's marker
+    # encodes its tag before the engine starts, so this is part of the time to first audio.
+    states = []
     state = 0
-    for i, b in enumerate(bits):
-        out[i] = _OUT[state, b]
-        state = _NEXT[state, b]
-    return out.reshape(-1)
+    for b in bits.tolist():
+        states.append(state)
+        state = _NEXT_LIST[state][b]
+    return _OUT[states, bits].reshape(-1)
 
 
 def decode(soft: np.ndarray) -> tuple[int, bool]:
