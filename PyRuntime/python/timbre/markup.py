@@ -98,7 +98,7 @@ def _emphasis(text: str, english: bool) -> str:
     return text
 
 
-# Every rule in order, with a test for what every match of it must contain: prose without markup skips
+# Every rule in order, with a check for what every match of it must contain: prose without markup skips
 # the scans, and the result is the same (a rule skipped would have found nothing).
 _RULES: list[tuple[Callable[[str], bool], Callable[[str, bool], str]]] = [
     (lambda t: "```" in t or "~~~" in t, lambda t, english: _FENCE.sub(lambda m: _code_block(m, english), t)),
