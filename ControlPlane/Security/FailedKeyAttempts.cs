@@ -25,15 +25,17 @@ public sealed partial class FailedKeyAttempts : IDisposable
         perMinute = options.Value.Auth.FailedAttemptsPerMinute;
         this.metrics = metrics;
         this.logger = logger;
-        limiter = PartitionedRateLimiter.Create<string, string>(address => perMinute == 0
-            ? RateLimitPartition.GetNoLimiter(address)
-            : RateLimitPartition.GetFixedWindowLimiter(address, _ => new FixedWindowRateLimiterOptions
-            {
-                PermitLimit = perMinute,
-                Window = TimeSpan.FromMinutes(1),
-                QueueLimit = 0,
-                AutoReplenishment = true,
-            }));
+        limiter = perMinute == 0
+            ? new Unlimited()
+            : new KeyedLimiter(
+                () => new FixedWindowRateLimiter(new FixedWindowRateLimiterOptions
+                {
+                    PermitLimit = perMinute,
+                    Window = TimeSpan.FromMinutes(1),
+                    QueueLimit = 0,
+                    AutoReplenishment = false,
+                }),
+                TimeSpan.FromMinutes(1));
     }
 
     /// <summary>How long the address must wait before its keys are checked again; null when they are checked now.</summary>

@@ -113,21 +113,23 @@ public static class SecurityExtensions
     {
         if (requestsPerMinute == 0)
         {
-            return PartitionedRateLimiter.Create<string, string>(RateLimitPartition.GetNoLimiter);
+            return new Unlimited();
         }
 
         // Bursts up to a minute's worth, refilled evenly; the timer ticks at most once a second.
         var (period, perPeriod) = requestsPerMinute >= 60
             ? (TimeSpan.FromSeconds(1), requestsPerMinute / 60)
             : (TimeSpan.FromSeconds(60.0 / requestsPerMinute), 1);
-        var local = PartitionedRateLimiter.Create<string, string>(client => RateLimitPartition.GetTokenBucketLimiter(client, _ => new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = requestsPerMinute,
-            TokensPerPeriod = perPeriod,
-            ReplenishmentPeriod = period,
-            QueueLimit = 0,
-            AutoReplenishment = true,
-        }));
+        var local = new KeyedLimiter(
+            () => new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = requestsPerMinute,
+                TokensPerPeriod = perPeriod,
+                ReplenishmentPeriod = period,
+                QueueLimit = 0,
+                AutoReplenishment = false,
+            }),
+            period * ((requestsPerMinute + perPeriod - 1) / perPeriod));
         // With a cluster, one bucket per key for all nodes; this node's bucket while Redis is away.
         return cluster.Enabled ? new ClusterRateLimiter(local, cluster, requestsPerMinute, perPeriod, period) : local;
     }
