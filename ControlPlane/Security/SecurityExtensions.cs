@@ -27,21 +27,6 @@ public static class SecurityExtensions
             .AddPolicy(ApiKeys.NodeRole, new AuthorizationPolicyBuilder(ApiKeys.SchemeName).RequireRole(ApiKeys.NodeRole).Build());
 
         builder.Services.AddSingleton(sp => new RequestLimiter(CreateLimiter(sp.GetRequiredService<IOptions<TimbreOptions>>().Value.Limits.RequestsPerMinute, sp.GetRequiredService<ClusterLink>())));
-        builder.Services.AddRateLimiter(_ => { });
-        builder.Services.AddOptions<RateLimiterOptions>().Configure<RequestLimiter, TimbreMetrics>((o, limiter, metrics) =>
-        {
-            o.GlobalLimiter = limiter.Limiter.WithTranslatedKey<HttpContext>(http => ApiKeys.ClientOf(http.User), leaveOpen: true);
-            // ASP.NET answers 503 by default; a client that sent too much should hear 429 and when to retry.
-            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-            o.OnRejected = async (context, ct) =>
-            {
-                metrics.Rejected(Synthesizer.Reason(RejectionReason.RateLimited));
-                var retry = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var r) ? r : TimeSpan.FromSeconds(1);
-                var detail = $"Too many requests for this API key (Timbre:Limits:RequestsPerMinute). Retry in {Math.Ceiling(retry.TotalSeconds):0} s.";
-                var http = context.HttpContext;
-                await new RetryAfterResult(Problems.Create(StatusCodes.Status429TooManyRequests, detail, openAi: http.Request.Path.StartsWithSegments("/v1/audio")), retry).ExecuteAsync(http);
-            };
-        });
 
         builder.Services.AddCors();
         builder.Services.AddSingleton<ICorsPolicyProvider, TrustedOrigins>();
@@ -66,8 +51,30 @@ public static class SecurityExtensions
     {
         app.UseAuthentication();
         app.UseAuthorization();
-        app.UseRateLimiter();
+        app.Use(LimitRequests);
         return app;
+    }
+
+    /// <summary>
+    /// The per-key request limit on every route that does not opt out (<c>DisableRateLimiting</c>: health, the node API).
+    /// </summary>
+    /// <remarks>
+    /// ASP.NET's rate-limiting middleware did this with the same limiter, but it always builds a partitioned
+    /// limiter of its own for endpoint policies, whose heartbeat ticks every 100 ms for the life of the
+    /// process; Timbre has no endpoint policies, so it asks its limiter here instead.
+    /// </remarks>
+    private static async Task LimitRequests(HttpContext http, RequestDelegate next)
+    {
+        if (http.GetEndpoint()?.Metadata.GetMetadata<DisableRateLimitingAttribute>() is null
+            && await http.RequestServices.GetRequiredService<RequestLimiter>().TryAcquireAsync(ApiKeys.ClientOf(http.User)) is { } retry)
+        {
+            http.RequestServices.GetRequiredService<TimbreMetrics>().Rejected(Synthesizer.Reason(RejectionReason.RateLimited));
+            var detail = $"Too many requests for this API key (Timbre:Limits:RequestsPerMinute). Retry in {Math.Ceiling(retry.TotalSeconds):0} s.";
+            await new RetryAfterResult(Problems.Create(StatusCodes.Status429TooManyRequests, detail, openAi: http.Request.Path.StartsWithSegments("/v1/audio")), retry).ExecuteAsync(http);
+            return;
+        }
+
+        await next(http);
     }
 
     /// <summary>
