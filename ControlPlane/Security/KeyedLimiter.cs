@@ -7,8 +7,9 @@ namespace Timbre.ControlPlane.Security;
 /// <remarks>
 /// <see cref="PartitionedRateLimiter.Create{TResource, TPartitionKey}"/> does the same with a heartbeat that
 /// ticks every 100 ms for the life of the process. Timbre's two limits (requests per key, wrong keys per
-/// address) woke the timer thread and the thread pool about 400 times a second on a server with nothing to
-/// do, which keeps a desktop's cores out of their idle states. .NET's token bucket and fixed window,
+/// address) and ASP.NET's middleware, with one more, woke an idle server's timer thread 89 times a second
+/// and its thread pool 185 times, which keeps a desktop's cores out of their idle states (4 and 9 without
+/// them). .NET's token bucket and fixed window,
 /// built with <c>AutoReplenishment = false</c>, refill from the time that has passed whenever they are
 /// told to (a bucket by the fraction of periods gone, a window once it has ended), so each is told just
 /// before it answers, which is all a timer would have done.
