@@ -269,7 +269,11 @@ def _has(*needles: str) -> Callable[[str], bool]:
 
 
 def _has_folded(*needles: str) -> Callable[[str], bool]:
-    return lambda text: any(n in text.lower() for n in needles)
+    def check(text: str) -> bool:
+        folded = text.lower()
+        return any(n in folded for n in needles)
+
+    return check
 
 
 def _finds(pattern: re.Pattern[str]) -> Callable[[str], bool]:
