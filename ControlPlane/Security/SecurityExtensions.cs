@@ -123,7 +123,7 @@ public static class SecurityExtensions
             return new Unlimited();
         }
 
-        // Bursts up to a minute's worth, refilled evenly; the timer ticks at most once a second.
+        // Bursts up to a minute's worth, refilled evenly in steps at most a second apart (as each request asks, no timer).
         var (period, perPeriod) = requestsPerMinute >= 60
             ? (TimeSpan.FromSeconds(1), requestsPerMinute / 60)
             : (TimeSpan.FromSeconds(60.0 / requestsPerMinute), 1);
