@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
+from scipy import fft, signal
 
 FRAME_HOP_S = 0.01
 
@@ -30,15 +30,20 @@ def yin_pitch(
         return np.zeros(0)
     nf = 1 + (len(x) - span) // hop
     frames = np.lib.stride_tricks.sliding_window_view(x, span)[::hop][:nf]
-    nfft = 1 << int(np.ceil(np.log2(2 * span)))
-    # Cross-correlation of the first window with every lag, by FFT.
+    # Cross-correlation of the first window with every lag, by FFT. The window is w samples and the
+    # lags reach tmax, so no product wraps round a circular correlation of span samples or more: the
+    # transform need not be twice as long, only of a length that factors well.
+    nfft = fft.next_fast_len(span, real=True)
     acf = np.fft.irfft(
         np.fft.rfft(frames, nfft) * np.conj(np.fft.rfft(frames[:, :w], nfft)), nfft
     )[:, : tmax + 1]
-    energy = np.concatenate([np.zeros((nf, 1)), np.cumsum(frames**2, axis=1)], axis=1)
+    # Energy of the w samples from every position, from one running sum over the signal, read for
+    # each frame's lags through a strided view instead of summed again per frame.
+    running = np.concatenate([[0.0], np.cumsum(x * x)])
+    windowed = np.lib.stride_tricks.sliding_window_view(running[w:] - running[:-w], tmax + 1)[::hop][:nf]
+    e0 = windowed[:, 0]
     lags = np.arange(tmax + 1)
-    e0 = energy[:, w]
-    diff = e0[:, None] + (energy[:, lags + w] - energy[:, lags]) - 2.0 * acf
+    diff = e0[:, None] + windowed - 2.0 * acf
     diff[:, 0] = 0.0
     # Cumulative mean normalised difference.
     cm = np.ones_like(diff)
@@ -49,14 +54,12 @@ def yin_pitch(
     below = region < threshold
     has = below.any(axis=1)
     first = np.argmax(below, axis=1) + tmin
-    # Walk each first dip down to its local minimum.
-    tau = first.copy()
-    for _ in range(tmax):
-        nxt = np.minimum(tau + 1, tmax)
-        step = (cm[np.arange(nf), nxt] < cm[np.arange(nf), tau]) & (tau < tmax)
-        if not step.any():
-            break
-        tau = np.where(step, nxt, tau)
+    # Walk each first dip down to its local minimum: the first lag from there whose next lag is not
+    # lower (or the last lag).
+    stop = np.ones_like(cm, dtype=bool)
+    stop[:, :-1] = ~(cm[:, 1:] < cm[:, :-1])
+    stop &= lags >= first[:, None]
+    tau = np.argmax(stop, axis=1)
     # Parabolic interpolation around the minimum.
     idx = np.arange(nf)
     left = cm[idx, np.maximum(tau - 1, 0)]
