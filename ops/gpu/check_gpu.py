@@ -36,7 +36,7 @@ def reference(folder: str) -> str:
     """A reference voice when none is given: espeak-ng, resampled to 24 kHz mono."""
     raw, out = os.path.join(folder, "raw.wav"), os.path.join(folder, "reference.wav")
     subprocess.run(["espeak-ng", "-v", "en-us+f3", "-w", raw, REFERENCE_TEXT], check=True)
-    subprocess.run(["sox", raw, "-r", "24000", "-c", "1", out], check=True)
+    subprocess.run(["sox", raw, "-D", "-r", "24000", "-c", "1", out], check=True)
     return out
 
 

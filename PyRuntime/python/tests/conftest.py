@@ -40,7 +40,7 @@ def espeak_voice(tmp_path):
     def make(variant: str = "en-us+f3", text: str = "The small pup gnawed a hole in the sock. Two blue fish swam in the tank.") -> str:
         raw, out = tmp_path / "raw.wav", tmp_path / "ref.wav"
         subprocess.run(["espeak-ng", "-v", variant, "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", "24000", "-c", "1", str(out)], check=True)
+        subprocess.run(["sox", str(raw), "-D", "-r", "24000", "-c", "1", str(out)], check=True)
         return str(out)
 
     return make
