@@ -8,10 +8,13 @@ namespace Timbre.PyRuntime;
 /// took CPU from the Python work itself.
 /// </summary>
 /// <remarks>
-/// The thread woken is the one that went idle last. Under light load one thread then runs every step of a
-/// stream, as a Python program's own loop would, with its caches and its allocator's arena warm. Woken in
-/// turn (a monitor's order), four threads took a stream's steps in rotation and the classic engine's first
-/// chunk took 4-12 ms longer than in one thread (medians of paired rounds; 1-4 ms woken last-idle-first).
+/// The thread woken is the one that went idle last. Under light load a stream's steps then stay on one or
+/// two threads, much as in a Python program's own loop: a step's completion lets its producer queue the
+/// next one, often before the thread that ran it is idle again, so at concurrency 1 two threads took them
+/// about 60/40. Holding the completion until that thread was idle kept every step on one thread but
+/// measured no change in CPU or first audio (40 paired requests), so it was not kept. Woken in turn (a
+/// monitor's order), four threads took a stream's steps in rotation and the classic engine's first chunk
+/// took 4-12 ms longer than in one thread (medians of paired rounds; 1-4 ms woken last-idle-first).
 /// Under load every thread is busy and the order is moot.
 /// </remarks>
 internal sealed class WorkQueue
