@@ -285,7 +285,8 @@ def reshape(x: np.ndarray, profile: dict[str, object], eq: np.ndarray | None) ->
     x = shift_pitch(x, FLITE_RATE, float(profile["target_median_hz"]), float(profile["range_factor"]))  # type: ignore[arg-type]
     y = _resample(x, OUTPUT_RATE / FLITE_RATE)
     if eq is not None and len(eq):
-        # Overlap-add: a 255-tap filter over seconds of audio costs half of one transform of the whole.
+        # Overlap-add: for 255 taps over seconds of audio, short transforms cost half of one over the
+        # whole fragment (0.6 against 1.4 ms for a first fragment here).
         y = signal.oaconvolve(y, eq)[len(eq) // 2 : len(eq) // 2 + len(y)]
     return _normalise(y)
 
