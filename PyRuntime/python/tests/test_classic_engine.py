@@ -52,6 +52,34 @@ def test_stream_yields_a_sentence_while_synthesising_at_most_one_ahead(engine, e
         engine._flite.synthesize = original
 
 
+def _quiet_runs(x, sample_rate, below_db=-40.0):
+    """(start, length) in seconds of each run of 10 ms frames quieter than below_db under the loudest."""
+    frame = sample_rate // 100
+    n = len(x) // frame
+    rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    quiet = np.concatenate([[False], rms < rms.max() * 10 ** (below_db / 20), [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    return [(a / 100, (b - a) / 100) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def test_speech_starts_at_once_and_pauses_only_between_sentences(engine, espeak_voice, tmp_path):
+    # flite pads every fragment with about 150 ms of silence at each end. Left in, the first chunk
+    # opened with it and the opening phrase stopped for a third of a second mid-sentence.
+    samples = [VoiceSample(espeak_voice())]
+    request = SpeechRequest("I have finished the refactoring of the voice library. Next I will look at it.")
+    chunks = list(engine.stream(str(tmp_path), samples, request))
+    rate = engine.sample_rate
+    first_quiet = _quiet_runs(chunks[0], rate)
+    assert not first_quiet or first_quiet[0][0] > 0 or first_quiet[0][1] <= 0.04, first_quiet
+    out = np.concatenate(chunks)
+    quiet = _quiet_runs(out, rate)
+    assert quiet[-1][0] + quiet[-1][1] < len(out) / rate - 0.005 or quiet[-1][1] <= 0.04, quiet
+    # One pause longer than a stop's closure: the one between the sentences, 0.22 s and the margins.
+    pauses = [q for q in quiet if q[1] >= 0.15]
+    assert len(pauses) == 1, quiet
+    assert 0.22 <= pauses[0][1] <= 0.32, quiet
+
+
 def test_longer_text_gives_longer_audio(engine, espeak_voice, tmp_path):
     samples = [VoiceSample(espeak_voice())]
     short = sum(len(c) for c in engine.stream(str(tmp_path), samples, SpeechRequest("Hello.")))

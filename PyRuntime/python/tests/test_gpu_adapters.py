@@ -301,3 +301,13 @@ def test_sentences_are_separated_by_a_faded_pause_and_silent_edges_are_trimmed()
     assert len(first) == len(speech) + 7200
     assert np.all(first[len(speech):] == 0)
     assert abs(first[len(speech) - 1]) < 0.01  # faded out before the pause
+
+
+def test_the_last_piece_comes_out_whole_and_faded_with_no_pause():
+    joiner = Joiner(24000, crossfade_s=0.025)
+    a, b = _tone(0.5, 200, 0.0), _tone(0.5, 200, np.pi)
+    out = np.concatenate([joiner.add(a, 0.0), joiner.add(b, 0.25, last=True)])
+    assert len(out) == len(a) + len(b) - 600  # the crossfade, and no pause at the end
+    assert abs(out[-1]) < 0.01  # faded out
+    assert len(joiner.finish()) == 0  # nothing was held back
+

@@ -68,7 +68,8 @@ class Joiner:
         self._held: np.ndarray | None = None  # the end of the last piece, waiting for the next one
         self._started = False
 
-    def add(self, piece: np.ndarray, pause_after: float) -> np.ndarray:
+    def add(self, piece: np.ndarray, pause_after: float, last: bool = False) -> np.ndarray:
+        """The audio that may be played now. The last piece comes out whole, faded out, with no pause after it."""
         piece = trim_silence(np.asarray(piece, dtype=np.float32), self.sample_rate)
         if len(piece) == 0:
             return np.zeros(0, dtype=np.float32)
@@ -83,6 +84,8 @@ class Joiner:
             mixed = self._held[-n:] * fade_out + piece[:n] * fade_in
             piece = np.concatenate([self._held[:-n], mixed, piece[n:]])
             self._held = None
+        if last:
+            return self._fade_out(piece)
         if pause_after <= CROSSFADE_BELOW_S:
             keep = min(self._crossfade, len(piece))
             self._held = piece[-keep:]

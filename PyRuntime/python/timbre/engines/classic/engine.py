@@ -25,6 +25,7 @@ from ...audio import read_mono
 from ...text import fragments
 from .. import versions
 from ..protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample, by_role
+from ..seams import Joiner
 from . import analysis, mapping
 from .deadline import DeadlineWorker
 from .flite import SAMPLE_RATE as FLITE_RATE
@@ -169,33 +170,37 @@ class ClassicEngine:
         if not parts or not any(c.isalnum() for c in request.text):
             raise EngineInputError("text has nothing to say: give at least one word", field="text")
         profile, eq = self._voice(voice_dir, samples)
+        # flite begins and ends every fragment with about 150 ms of its own silence; the joiner trims it,
+        # crossfades the opening phrase into the rest of its sentence and puts the pause between sentences.
+        joiner = Joiner(OUTPUT_RATE)
         # Deadlines for flite's queue (deadline.py): the first fragment is due when the request came,
         # each later one when the listener will have heard everything before it. A fragment is queued
-        # while the one before it is still being finished, so that one's length is estimated from this
-        # stream's seconds of speech per character so far.
+        # while the one before it is still being finished, so that one's length (with its pause) is
+        # estimated from this stream's seconds of audio per character so far.
         runs_out = time.monotonic()
-        spoken_s, spoken_chars = 0.0, 0
+        heard_s, heard_chars = 0.0, 0
         pending: Future[np.ndarray] = self._start(parts[0].text, profile, request.speed, runs_out)
         try:
             for i, part in enumerate(parts):
                 current = pending
+                last = i == len(parts) - 1
                 # The first fragment is finished alone: it sets the time to first audio, and
                 # synthesis running beside it would contend with it for the GIL.
-                if 0 < i < len(parts) - 1:
-                    due = runs_out + len(part.text) * spoken_s / spoken_chars + part.pause_after / request.speed
+                if 0 < i and not last:
+                    due = runs_out + len(part.text) * heard_s / heard_chars
                     pending = self._start(parts[i + 1].text, profile, request.speed, due)
-                audio = self._finish(current.result(), profile, eq)
-                spoken_s += len(audio) / OUTPUT_RATE
-                spoken_chars += max(1, len(part.text))
-                if i < len(parts) - 1:
-                    # The pause belongs to the fragment before it, so the first chunk leaves without one.
-                    pause = np.zeros(int(part.pause_after / request.speed * OUTPUT_RATE), dtype=np.float32)
-                    audio = np.concatenate([audio, pause])
+                audio = joiner.add(self._finish(current.result(), profile, eq), part.pause_after / request.speed, last)
+                heard_s += len(audio) / OUTPUT_RATE
+                heard_chars += max(1, len(part.text))
                 # A listener who ran dry starts again from now.
                 runs_out = max(runs_out, time.monotonic()) + len(audio) / OUTPUT_RATE
-                if i == 0 and len(parts) > 1:
+                if i == 0 and not last:
                     pending = self._start(parts[1].text, profile, request.speed, runs_out)
-                yield audio
+                if len(audio):
+                    yield audio
+            tail = joiner.finish()
+            if len(tail):
+                yield tail
         finally:
             # A closed stream leaves no synthesis queued behind other streams.
             pending.cancel()
