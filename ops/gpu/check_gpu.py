@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
+from timbre.audio import synthesise_reference
 from timbre.engines import NAMES, create, describe
 from timbre.engines.protocol import EngineInputError, EngineUnavailableError, SpeechRequest, VoiceSample
 
@@ -34,10 +34,7 @@ def engine_options(engine: str, environ: dict[str, str]) -> dict[str, object]:
 
 def reference(folder: str) -> str:
     """A reference voice when none is given: espeak-ng, resampled to 24 kHz mono."""
-    raw, out = os.path.join(folder, "raw.wav"), os.path.join(folder, "reference.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us+f3", "-w", raw, REFERENCE_TEXT], check=True)
-    subprocess.run(["sox", raw, "-D", "-r", "24000", "-c", "1", out], check=True)
-    return out
+    return synthesise_reference(["espeak-ng", "-v", "en-us+f3"], REFERENCE_TEXT, os.path.join(folder, "reference.wav"))
 
 
 def check(engine_name: str, options: dict[str, object], voice_dir: str, samples: list[VoiceSample]) -> str:

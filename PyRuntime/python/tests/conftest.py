@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 
 import pytest
@@ -38,9 +37,8 @@ def espeak_voice(tmp_path):
     """A reference voice made by a different synthesiser (espeak-ng), 24 kHz mono."""
 
     def make(variant: str = "en-us+f3", text: str = "The small pup gnawed a hole in the sock. Two blue fish swam in the tank.") -> str:
-        raw, out = tmp_path / "raw.wav", tmp_path / "ref.wav"
-        subprocess.run(["espeak-ng", "-v", variant, "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-D", "-r", "24000", "-c", "1", str(out)], check=True)
-        return str(out)
+        from timbre.audio import synthesise_reference
+
+        return synthesise_reference(["espeak-ng", "-v", variant], text, str(tmp_path / "ref.wav"))
 
     return make

@@ -6,7 +6,6 @@ has to work for real. Prints a table per speaker and overall against the targets
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from .asr import Recognizer, word_errors
+from .audio import synthesise_reference
 from .engines import SpeechRequest, VoiceSample, create
 from .engines.classic import analysis
 from .engines.classic.flite import SAMPLE_RATE as FLITE_RATE
@@ -47,17 +47,6 @@ SPEAKERS = {
 TARGETS = {"f0_error_pct": 5.0, "envelope_reduction_pct": 40.0, "wer_delta_points": 10.0, "wer_abs_pct": 35.0, "rtf": 0.05}
 
 
-def _make_reference(cmd: list[str], text: str, path: str) -> None:
-    raw = path + ".raw.wav"
-    if cmd[0] == "flite":
-        subprocess.run([*cmd, "-o", raw, "-t", text], check=True)
-    else:
-        subprocess.run([*cmd, "-w", raw, text], check=True)
-    # Without -D sox dithers with fresh noise on every run, and the figures moved from run to run
-    # (WER by 2.5 points on a speaker) with the same code.
-    subprocess.run(["sox", raw, "-D", "-r", "24000", "-c", "1", path], check=True)
-
-
 def main() -> int:
     engine = create("classic")
     engine.load()
@@ -78,12 +67,12 @@ def main() -> int:
             vdir = os.path.join(root, name)
             os.makedirs(vdir)
             ref_path = os.path.join(vdir, "ref.wav")
-            _make_reference(cmd, ENROL, ref_path)
+            synthesise_reference(cmd, ENROL, ref_path)
             ref, ref_sr = sf.read(ref_path, dtype="float32")
             ref_f0 = analysis.pitch_stats(analysis.yin_pitch(ref, ref_sr)).median_hz
             # The reference's envelope on the test sentences, spoken by the reference voice.
             test_ref_path = os.path.join(vdir, "test_ref.wav")
-            _make_reference(cmd, " ".join(TEST), test_ref_path)
+            synthesise_reference(cmd, " ".join(TEST), test_ref_path)
             test_ref, _ = sf.read(test_ref_path, dtype="float32")
             ref_env = analysis.spectral_envelope(test_ref, ref_sr)
 
