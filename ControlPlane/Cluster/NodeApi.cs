@@ -188,7 +188,7 @@ public static class NodeApi
                 return Problems.Create(StatusCodes.Status500InternalServerError, $"The {job!.Engine} engine runs at {stream.SampleRate} Hz; the node API carries {RemoteEngine.SampleRate} Hz only.");
             }
 
-            var audio = encoder.EncodeAsync(stream.ReadAllAsync(ct), stream.SampleRate, "pcm", ct);
+            var audio = encoder.EncodeAsync(stream.ReadPcmAsync(ct), stream.SampleRate, "pcm", ct);
             await SpeechHttp.WriteAudioAsync(http.Response, audio, "pcm", stream.SampleRate, ct);
             return TypedResults.Empty;
         });

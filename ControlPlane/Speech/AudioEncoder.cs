@@ -6,7 +6,7 @@ using NAudio.Wave;
 
 namespace Timbre.ControlPlane.Speech;
 
-/// <summary>Turns a stream of float32 mono chunks into one of the response formats, as the audio arrives.</summary>
+/// <summary>Turns a stream of 16-bit mono PCM chunks into one of the response formats, as the audio arrives.</summary>
 /// <remarks>
 /// WAV and raw PCM are written here. MP3, Opus, FLAC and AAC go through an ffmpeg process used as a
 /// pipe: PCM is written to its stdin while encoded bytes are read from its stdout, so the first
@@ -29,7 +29,7 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
 
     /// <summary>Encoded bytes in order. A WAV header carries an unknown length, as streamed WAV must.</summary>
     public async IAsyncEnumerable<ReadOnlyMemory<byte>> EncodeAsync(
-        IAsyncEnumerable<float[]> audio, int sampleRate, string format, [EnumeratorCancellation] CancellationToken cancellationToken)
+        IAsyncEnumerable<byte[]> pcm, int sampleRate, string format, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (format is "wav" or "pcm")
         {
@@ -38,22 +38,22 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
                 yield return Pcm.StreamingWavHeader(sampleRate, 1);
             }
 
-            await foreach (var chunk in audio.WithCancellation(cancellationToken))
+            await foreach (var chunk in pcm.WithCancellation(cancellationToken))
             {
-                yield return Pcm.ToInt16(chunk);
+                yield return chunk;
             }
 
             yield break;
         }
 
-        await foreach (var bytes in FfmpegAsync(audio, sampleRate, format, cancellationToken))
+        await foreach (var bytes in FfmpegAsync(pcm, sampleRate, format, cancellationToken))
         {
             yield return bytes;
         }
     }
 
     /// <summary>The whole clip in one buffer; a WAV gets its exact length.</summary>
-    public async Task<byte[]> EncodeWholeAsync(IAsyncEnumerable<float[]> audio, int sampleRate, string format, CancellationToken cancellationToken)
+    public async Task<byte[]> EncodeWholeAsync(IAsyncEnumerable<byte[]> pcm, int sampleRate, string format, CancellationToken cancellationToken)
     {
         using var buffer = new MemoryStream();
         if (format == "wav")
@@ -61,16 +61,16 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
             // NAudio's writer leaves the buffer open and writes the sizes into it when disposed.
             using (var wav = new WaveFileWriter(buffer, new WaveFormat(sampleRate, 16, 1)))
             {
-                await foreach (var chunk in audio.WithCancellation(cancellationToken))
+                await foreach (var chunk in pcm.WithCancellation(cancellationToken))
                 {
-                    wav.Write(Pcm.ToInt16(chunk));
+                    wav.Write(chunk);
                 }
             }
 
             return buffer.ToArray();
         }
 
-        await foreach (var bytes in EncodeAsync(audio, sampleRate, format, cancellationToken))
+        await foreach (var bytes in EncodeAsync(pcm, sampleRate, format, cancellationToken))
         {
             buffer.Write(bytes.Span);
         }
@@ -89,7 +89,7 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
     };
 
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> FfmpegAsync(
-        IAsyncEnumerable<float[]> audio, int sampleRate, string format, [EnumeratorCancellation] CancellationToken cancellationToken)
+        IAsyncEnumerable<byte[]> pcm, int sampleRate, string format, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var psi = new ProcessStartInfo("ffmpeg")
         {
@@ -112,7 +112,7 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var errors = new StringBuilder();
         var stderr = DrainAsync(ffmpeg.StandardError, errors);
-        var feed = FeedAsync(audio, ffmpeg.StandardInput.BaseStream, stop.Token);
+        var feed = FeedAsync(pcm, ffmpeg.StandardInput.BaseStream, stop.Token);
         var output = ffmpeg.StandardOutput.BaseStream;
         // 8 KB is about 0.7 s of 96 kbit/s MP3: pieces leave as soon as ffmpeg flushes them.
         var buffer = new byte[8192];
@@ -163,13 +163,13 @@ public sealed partial class AudioEncoder(ILogger<AudioEncoder> logger)
         }
     }
 
-    private static async Task FeedAsync(IAsyncEnumerable<float[]> audio, Stream stdin, CancellationToken ct)
+    private static async Task FeedAsync(IAsyncEnumerable<byte[]> pcm, Stream stdin, CancellationToken ct)
     {
         await using (stdin)
         {
-            await foreach (var chunk in audio.WithCancellation(ct))
+            await foreach (var chunk in pcm.WithCancellation(ct))
             {
-                await stdin.WriteAsync(Pcm.ToInt16(chunk), ct);
+                await stdin.WriteAsync(chunk, ct);
                 await stdin.FlushAsync(ct);
             }
         }

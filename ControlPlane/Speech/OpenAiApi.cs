@@ -81,7 +81,7 @@ public static class OpenAiApi
 
         return await SpeechHttp.DeliverAsync(http, stream!, Fields, openAi: true, async () =>
         {
-            var pieces = encoder.EncodeAsync(stream!.ReadAllAsync(ct), stream.SampleRate, format, ct);
+            var pieces = encoder.EncodeAsync(stream!.ReadPcmAsync(ct), stream.SampleRate, format, ct);
             if (streamFormat == "sse")
             {
                 await SpeechHttp.WriteEventsAsync(http.Response, pieces, body.Input!.Length, ct);

@@ -48,7 +48,7 @@ public static class SpeechApi
 
         return await SpeechHttp.DeliverAsync(http, stream!, SpeechFields.Native, openAi: false, async () =>
         {
-            var audio = stream!.ReadAllAsync(ct);
+            var audio = stream!.ReadPcmAsync(ct);
             if (body.Stream != true)
             {
                 var bytes = await encoder.EncodeWholeAsync(audio, stream.SampleRate, format, ct);

@@ -42,20 +42,21 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
         var stream = await StartAsync(job!, client, registration.Token);
         await using (stream)
         {
-            var perChunk = (int)(stream.SampleRate * ChunkSeconds);
+            // Bytes of 16-bit mono PCM in one message.
+            var perChunk = 2 * (int)(stream.SampleRate * ChunkSeconds);
             long sequence = 0;
-            await using var audio = stream.ReadAllAsync(registration.Token).GetAsyncEnumerator(registration.Token);
+            await using var audio = stream.ReadPcmAsync(registration.Token).GetAsyncEnumerator(registration.Token);
             while (await NextAsync(audio))
             {
-                var samples = audio.Current;
-                for (var offset = 0; offset < samples.Length; offset += perChunk)
+                var pcm = audio.Current;
+                for (var offset = 0; offset < pcm.Length; offset += perChunk)
                 {
                     yield return new AudioChunk
                     {
                         Sequence = sequence++,
                         SampleRate = stream.SampleRate,
                         Channels = 1,
-                        Pcm = Pcm.ToInt16(samples.AsSpan(offset, Math.Min(perChunk, samples.Length - offset))),
+                        Pcm = pcm.Length <= perChunk ? pcm : pcm.AsSpan(offset, Math.Min(perChunk, pcm.Length - offset)).ToArray(),
                     };
                 }
             }
@@ -98,7 +99,7 @@ public sealed partial class SpeechHub(Synthesizer synthesizer, SpeechRequests re
         }
     }
 
-    private async Task<bool> NextAsync(IAsyncEnumerator<float[]> audio)
+    private async Task<bool> NextAsync(IAsyncEnumerator<byte[]> audio)
     {
         try
         {

@@ -25,7 +25,7 @@ public sealed partial class Synthesizer
     /// passed, the connection is cut, which ends the blocked write, and the caller's disposal then frees
     /// the slot. A client still reading comes back within the grace and gets the timeout as an error
     /// (a hub stream ends with it instead of losing its connection); a deadline passing on the engine's
-    /// turn stops the engine and surfaces from <see cref="ReadAllAsync"/> the same way.
+    /// turn stops the engine and surfaces from <see cref="ReadPcmAsync"/> the same way.
     /// </remarks>
     public sealed class SpeechStream : IAsyncDisposable
     {
@@ -84,10 +84,14 @@ public sealed partial class Synthesizer
 
         public int SampleRate { get; }
 
-        /// <summary>Mono float32 chunks, the first one included; read once.</summary>
+        /// <summary>The audio as mono 16-bit little-endian PCM chunks, the first one included; read once.</summary>
+        /// <remarks>
+        /// Every path sends these bytes (pcm and wav as they are, the hub in pieces, ffmpeg encodes them), and
+        /// the clip's hash in the generation log is of them: each chunk is converted once, here.
+        /// </remarks>
         /// <exception cref="SpeechRejectedException">The deadline passed while the engine worked (reason Timeout).</exception>
         /// <exception cref="OperationCanceledException">The client was cut off, or went away.</exception>
-        public async IAsyncEnumerable<float[]> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+        public async IAsyncEnumerable<byte[]> ReadPcmAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
         {
             var current = chunks.Current;
             while (true)
@@ -95,9 +99,9 @@ public sealed partial class Synthesizer
                 cancellationToken.ThrowIfCancellationRequested();
                 count++;
                 samples += current.Length;
-                // Of the 16-bit PCM every path sends (pcm and wav carry exactly these bytes), not of the floats.
-                audioHash.AppendData(Pcm.ToInt16(current));
-                yield return current;
+                var pcm = Pcm.ToInt16(current);
+                audioHash.AppendData(pcm);
+                yield return pcm;
                 EngineTakesTurn();
                 bool more;
                 try
