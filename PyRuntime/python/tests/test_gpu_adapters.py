@@ -310,4 +310,3 @@ def test_the_last_piece_comes_out_whole_and_faded_with_no_pause():
     assert len(out) == len(a) + len(b) - 600  # the crossfade, and no pause at the end
     assert abs(out[-1]) < 0.01  # faded out
     assert len(joiner.finish()) == 0  # nothing was held back
-

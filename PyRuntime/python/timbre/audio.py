@@ -50,4 +50,3 @@ def synthesise_reference(command: list[str], text: str, path: str, sample_rate: 
         subprocess.run([*command, "-w", raw, text], check=True)
     subprocess.run(["sox", raw, "-D", "-r", str(sample_rate), "-c", "1", path], check=True)
     return path
-
