@@ -211,6 +211,12 @@ def test_xtts_refuses_to_load_until_the_licence_is_accepted(xtts_dir):
     assert describe("xtts", {"model_dir": xtts_dir, "accept_license": True})["available"] is True
 
 
+def test_xtts_names_its_model_before_and_after_install(xtts_dir):
+    # The status page's Model column: what ops/install-gpu downloads until a folder is set, then that folder.
+    assert describe("xtts", {})["model"] == "coqui/XTTS-v2"
+    assert describe("xtts", {"model_dir": xtts_dir})["model"] == xtts_dir
+
+
 def test_xtts_conditions_on_all_samples_once_and_streams_sentence_by_sentence(voice, xtts_dir, tmp_path, fakelog):
     folder, path = voice
     second = str(tmp_path / "second.wav")

@@ -94,7 +94,8 @@ class XttsEngine:
             "name": "xtts",
             "title": "XTTS-v2",
             "gpu": True,
-            "model": options.get("checkpoint") or options.get("model_dir") or "",
+            # Before ops/install-gpu has set a folder, the model it downloads.
+            "model": options.get("checkpoint") or options.get("model_dir") or "coqui/XTTS-v2",
             "mode": "fine_tuned" if options.get("checkpoint") else "base",
             "languages": sorted(CHAR_LIMITS),
             "capabilities": ["clone"] + (["fine-tuned voices"] if options.get("checkpoint") else []),
