@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Playwright;
@@ -54,7 +55,11 @@ public sealed class DashboardJobsTests(FineTuningFixture data, DashboardFixture 
         var job = (await app.CreateClient(DashboardFixture.Key).GetFromJsonAsync<JsonElement[]>("/v1/finetune/jobs"))!.First(j => j.GetProperty("kind").GetString() != "prepare");
         var evaluation = job.GetProperty("result").GetProperty("evaluation");
         var shown = await d.ByTestId("evaluation").Locator("tbody tr").First.Locator("td").AllTextContentsAsync();
-        Assert.Equal([evaluation.GetProperty("zero_shot").GetProperty("distance_db").ToString(), evaluation.GetProperty("candidate").GetProperty("distance_db").ToString()], shown);
+        string Shown(string side, string key, string format) => evaluation.GetProperty(side).GetProperty(key).GetDouble().ToString(format, CultureInfo.InvariantCulture);
+        Assert.Equal([Shown("zero_shot", "distance_db", "F3"), Shown("candidate", "distance_db", "F3")], shown);
+        // Every row keeps its decimals, whole numbers included (a word error rate of 25 reads 25.0).
+        var errors = await d.ByTestId("evaluation").Locator("tbody tr").Nth(2).Locator("td").AllTextContentsAsync();
+        Assert.Equal([Shown("zero_shot", "wer_pct", "F1"), Shown("candidate", "wer_pct", "F1")], errors);
 
         // Versions: activate the zero-shot clone from the page; the library follows.
         var versions = d.ByTestId("versions");

@@ -90,18 +90,20 @@ function renderDetail(job) {
 }
 
 function renderEvaluation(e) {
+  // Each row with a fixed number of decimals, so that 25 % reads "25.0" beside "15.6".
   const rows = [
-    ["Distance to the speaker (dB, lower is closer)", "distance_db"],
-    ["Similarity (higher is closer)", "similarity"],
-    ["Word error rate (%)", "wer_pct"],
-    ["Pitch distance (cents)", "f0_distance_cents"],
-    ["Pace distance", "pace_distance"],
+    ["Distance to the speaker (dB, lower is closer)", "distance_db", 3],
+    ["Similarity (higher is closer)", "similarity", 3],
+    ["Word error rate (%)", "wer_pct", 1],
+    ["Pitch distance (cents)", "f0_distance_cents", 1],
+    ["Pace distance", "pace_distance", 3],
   ];
+  const cell = (v, digits) => el("td", { class: "num" }, typeof v === "number" ? v.toFixed(digits) : "—");
   $("evaluation-wrap").replaceChildren(
     el("table", { "data-testid": "evaluation" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, `On ${e.clips} held-out sentences`), el("th", { scope: "col", class: "num" }, "Zero-shot"), el("th", { scope: "col", class: "num" }, "Fine-tuned"))),
-      el("tbody", {}, rows.map(([label, key]) => el("tr", {}, el("th", { scope: "row" }, label),
-        el("td", { class: "num" }, String(e.zero_shot?.[key] ?? "—")), el("td", { class: "num" }, String(e.candidate?.[key] ?? "—")))))),
+      el("tbody", {}, rows.map(([label, key, digits]) => el("tr", {}, el("th", { scope: "row" }, label),
+        cell(e.zero_shot?.[key], digits), cell(e.candidate?.[key], digits))))),
     el("p", { class: e.better ? "ok-note" : "warning" }, verdict(e)));
 }
 
