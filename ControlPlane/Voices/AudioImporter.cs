@@ -23,6 +23,9 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
 
     public static IReadOnlyCollection<string> Extensions => Containers.Keys;
 
+    /// <summary>What an uploader can do about a file that cannot be read: the end of every such message.</summary>
+    private static string ExportAgain => $"export the recording again, or upload it as one of {string.Join(", ", Containers.Keys)}";
+
     /// <summary>
     /// Refuses what is not a readable recording of an accepted type (by its extension, its header and
     /// what ffprobe finds), or declares more than <paramref name="maxSeconds"/>.
@@ -44,7 +47,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         var format = Field(probe.Output, "format_name");
         if (probe.ExitCode != 0 || format is null || !format.Split(',').Intersect(formats).Any())
         {
-            throw new InvalidAudioException($"{fileName}: not a readable {extension.TrimStart('.').ToUpperInvariant()} recording.");
+            throw new InvalidAudioException($"{fileName}: not a readable {extension.TrimStart('.').ToUpperInvariant()} recording; {ExportAgain}.");
         }
 
         if (double.TryParse(Field(probe.Output, "duration"), CultureInfo.InvariantCulture, out var declared) && declared > maxSeconds + 0.5)
@@ -72,7 +75,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         if (decode.ExitCode != 0 || !File.Exists(destination))
         {
             LogDecodeFailed(fileName, decode.Error);
-            throw new InvalidAudioException($"{fileName}: the audio could not be decoded; it may be damaged.");
+            throw new InvalidAudioException($"{fileName}: the audio could not be decoded; it may be damaged: {ExportAgain}.");
         }
 
         var seconds = (new FileInfo(destination).Length - 44) / 2.0 / SampleRate;
@@ -102,7 +105,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         ], ct);
         if (decode.ExitCode != 0)
         {
-            throw new InvalidAudioException($"{Path.GetFileName(source)}: the audio could not be decoded; it may be damaged.");
+            throw new InvalidAudioException($"{Path.GetFileName(source)}: the audio could not be decoded; it may be damaged: {ExportAgain}.");
         }
     }
 
@@ -115,7 +118,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         if (await stream.ReadAtLeastAsync(header, 12, throwOnEndOfStream: false, ct) < 12
             || !header.AsSpan(0, 4).SequenceEqual("RIFF"u8) || !header.AsSpan(8, 4).SequenceEqual("WAVE"u8))
         {
-            throw new InvalidAudioException($"{fileName}: not a WAV file (no RIFF/WAVE header).");
+            throw new InvalidAudioException($"{fileName}: not a WAV file (no RIFF/WAVE header); {ExportAgain}.");
         }
 
         // A streamed WAV (Timbre's own, and most servers') cannot know its length when it starts and says
@@ -124,7 +127,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
         if (riffSize != Speech.Pcm.UnknownLength && riffSize + 8L > length + 1)
         {
             throw new InvalidAudioException(
-                $"{fileName}: the WAV header claims {riffSize + 8L:N0} bytes but the file has {length:N0}; the file is truncated or damaged.");
+                $"{fileName}: the WAV header claims {riffSize + 8L:N0} bytes but the file has {length:N0}; the file is truncated or damaged: {ExportAgain}.");
         }
 
         // Walk the chunks to the data chunk and check its declared size too.
@@ -140,7 +143,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
                 if (size != Speech.Pcm.UnknownLength && position + 8 + size > length)
                 {
                     throw new InvalidAudioException(
-                        $"{fileName}: the WAV data chunk claims {size:N0} bytes but only {length - position - 8:N0} follow; the file is truncated.");
+                        $"{fileName}: the WAV data chunk claims {size:N0} bytes but only {length - position - 8:N0} follow; the file is truncated: {ExportAgain}.");
                 }
 
                 return;
@@ -149,7 +152,7 @@ public sealed partial class AudioImporter(ILogger<AudioImporter> logger)
             position += 8 + size + (size & 1);
         }
 
-        throw new InvalidAudioException($"{fileName}: the WAV file has no audio data chunk.");
+        throw new InvalidAudioException($"{fileName}: the WAV file has no audio data chunk; {ExportAgain}.");
     }
 
     private static string? Field(string output, string key) =>

@@ -169,6 +169,7 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
         {
             ("not audio at all"u8.ToArray(), "notes.txt", "unsupported file type"),
             ("RIFF\x10\0\0\0WAVEfmt "u8.ToArray(), "broken.wav", "truncated"),
+            ("MThd not a wave file"u8.ToArray(), "renamed.wav", "not a WAV file"),
             (Encoding.ASCII.GetBytes(new string('x', 4000)), "noise.mp3", "not a readable MP3"),
             (Audio.Wav16(new byte[24000]), "half-second.wav", "at least 3 seconds"),
         };
@@ -176,8 +177,14 @@ public sealed class ProvenanceTests : IAsyncLifetime, IDisposable
         {
             var (status, body) = await DetectAsync(bytes, name);
             Assert.Equal(HttpStatusCode.BadRequest, status);
-            Assert.Contains(expect, body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            var detail = body.GetProperty("detail").GetString()!;
+            Assert.Contains(expect, detail, StringComparison.Ordinal);
             Assert.Equal("file", body.GetProperty("field").GetString());
+            // A file that cannot be read says what to do about it, as well as what is wrong.
+            if (expect is "truncated" or "not a WAV file" or "not a readable MP3")
+            {
+                Assert.Contains("export the recording again, or upload it as one of .wav, .mp3", detail, StringComparison.Ordinal);
+            }
         }
 
         Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.Combine(app.DataDirectory, ".staging"), "*", SearchOption.AllDirectories), p => Path.GetFileName(p).StartsWith("detect-", StringComparison.Ordinal));
