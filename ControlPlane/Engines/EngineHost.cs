@@ -66,14 +66,7 @@ public sealed partial class EngineHost(
         foreach (var name in EngineOptions.Known)
         {
             var description = await DescribeAsync(name, cancellationToken);
-            if (description.Available)
-            {
-                LogEngineAvailable(logger, name);
-            }
-            else
-            {
-                LogEngineUnavailable(logger, name, description.Reason ?? "no reason given");
-            }
+            LogEngineDescribed(logger, name, description.Available ? "available" : $"not available: {description.Reason ?? "no reason given"}");
         }
 
         await DescribeRemotesAsync(cancellationToken);
@@ -385,11 +378,8 @@ public sealed partial class EngineHost(
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} loaded ({SampleRate} Hz)")]
     private static partial void LogEngineLoaded(ILogger logger, string engine, int sampleRate);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine}: available")]
-    private static partial void LogEngineAvailable(ILogger logger, string engine);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine}: not available: {Reason}")]
-    private static partial void LogEngineUnavailable(ILogger logger, string engine, string reason);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine}: {Availability}")]
+    private static partial void LogEngineDescribed(ILogger logger, string engine, string availability);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Engine {Engine} unloaded after {Minutes} idle minutes")]
     private static partial void LogEngineUnloaded(ILogger logger, string engine, double minutes);
